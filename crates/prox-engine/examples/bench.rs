@@ -1,0 +1,234 @@
+//! Throughput of the engine on the full ProX refiner shape (random weights): prefill and
+//! decode tokens/s, the constrained document-stage choice against free decoding, peak memory.
+//!
+//!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0 \
+//!         [--reps 3] [--prompt 512] [--prefill-batches 1,8] [--decode-batches 1,8,32] \
+//!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1]
+//!
+//! One dtype per process, so that the peak resident memory (`VmHWM`) is that dtype's.
+//! `scripts/bench-engine.sh` runs every dtype and adds the CPU's arithmetic peak.
+
+use std::time::Instant;
+
+use prox_engine::{
+    choose, generate, ChooseOptions, Config, DType, Device, GenerateOptions, GgmlDType, KvCache,
+    Llama, LogitsAt, Request,
+};
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    dtype: String,
+    reps: usize,
+    prompt: usize,
+    prefill_batches: Vec<usize>,
+    decode_batches: Vec<usize>,
+    decode_steps: usize,
+    choice_batch: usize,
+    choice_reps: usize,
+}
+
+fn parse_args() -> AnyResult<Args> {
+    let mut args = Args {
+        dtype: "f32".into(),
+        reps: 3,
+        prompt: 512,
+        prefill_batches: vec![1, 8],
+        decode_batches: vec![1, 8, 32],
+        decode_steps: 8,
+        choice_batch: 8,
+        choice_reps: 1,
+    };
+    let list = |v: &str| -> AnyResult<Vec<usize>> {
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| Ok(s.parse()?))
+            .collect()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--dtype" => args.dtype = value,
+            "--reps" => args.reps = value.parse()?,
+            "--prompt" => args.prompt = value.parse()?,
+            "--prefill-batches" => args.prefill_batches = list(&value)?,
+            "--decode-batches" => args.decode_batches = list(&value)?,
+            "--decode-steps" => args.decode_steps = value.parse()?,
+            "--choice-batch" => args.choice_batch = value.parse()?,
+            "--choice-reps" => args.choice_reps = value.parse::<usize>()?.max(1),
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(args)
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Deterministic prompt tokens (never BOS/EOS).
+fn prompt(len: usize, seed: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| 3 + ((i * 7919 + seed * 104_729) % 31_000) as u32)
+        .collect()
+}
+
+fn main() -> AnyResult<()> {
+    let args = parse_args()?;
+    let cfg = Config::prox_refiner();
+    let (dtype, quantize) = match args.dtype.as_str() {
+        "f32" => (DType::F32, None),
+        "bf16" => (DType::BF16, None),
+        "q8_0" => (DType::F32, Some(GgmlDType::Q8_0)),
+        "q4_k" => (DType::F32, Some(GgmlDType::Q4K)),
+        other => return Err(format!("unknown dtype {other}").into()),
+    };
+    let start = Instant::now();
+    let mut model = Llama::random(&cfg, dtype, &Device::Cpu, 1)?;
+    if let Some(q) = quantize {
+        model.quantize(q)?;
+    }
+    let load_s = start.elapsed().as_secs_f64();
+    let rss_loaded = status_kib("VmRSS:");
+    // Matmul parameters (embeddings are a lookup): the FLOPs per token are 2 × these,
+    // plus attention.
+    let n_params = cfg.num_parameters() - cfg.vocab_size * cfg.hidden_size;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    println!(
+        "# dtype={} params={} matmul_params={n_params} threads={threads} load={load_s:.1}s rss_after_load={:.0}MiB",
+        args.dtype,
+        cfg.num_parameters(),
+        rss_loaded as f64 / 1024.0
+    );
+    println!("dtype\tphase\tbatch\ttokens\tmedian_s\ttokens_per_s\tgflops\treps");
+
+    // Prefill: `batch` prompts of `prompt` tokens in one packed call.
+    for &batch in &args.prefill_batches {
+        let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(args.prompt, b)).collect();
+        let mut times = Vec::new();
+        for _ in 0..args.reps {
+            let mut caches = (0..batch)
+                .map(|_| KvCache::new(&model, args.prompt))
+                .collect::<Result<Vec<_>, _>>()?;
+            let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            let t = Instant::now();
+            model.forward(&seqs, &mut refs, &LogitsAt::Last)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let tokens = batch * args.prompt;
+        let m = median(times);
+        let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
+        println!(
+            "{}\tprefill\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}",
+            args.dtype,
+            tokens as f64 / m,
+            args.reps
+        );
+    }
+
+    // Decode: `batch` sequences with a 64-token context advance one token per call.
+    let context = 64;
+    for &batch in &args.decode_batches {
+        let mut times = Vec::new();
+        for _ in 0..args.reps {
+            let mut caches = (0..batch)
+                .map(|_| KvCache::new(&model, context + args.decode_steps))
+                .collect::<Result<Vec<_>, _>>()?;
+            let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(context, b)).collect();
+            let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            {
+                let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+                model.forward(&seqs, &mut refs, &LogitsAt::Last)?;
+            }
+            let t = Instant::now();
+            for step in 0..args.decode_steps {
+                let tokens: Vec<[u32; 1]> = (0..batch).map(|b| [(10 + b + step) as u32]).collect();
+                let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.as_slice()).collect();
+                let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+                model.forward(&seqs, &mut refs, &LogitsAt::Last)?;
+            }
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let tokens = batch * args.decode_steps;
+        let m = median(times);
+        let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
+        println!(
+            "{}\tdecode\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}",
+            args.dtype,
+            tokens as f64 / m,
+            args.reps
+        );
+    }
+
+    // The document stage: choose between two 5-token answers (`▁drop _ doc () </s>`,
+    // `▁keep _ doc () </s>`) against free greedy decoding of 5 tokens (the least a
+    // well-behaved model needs) and of 32 (a `--max-new-tokens` cap reached when the
+    // model does not stop; random weights never emit EOS).
+    if args.choice_batch > 0 {
+        let batch = args.choice_batch;
+        let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(args.prompt, b)).collect();
+        let candidates = [
+            vec![5768, 29918, 1514, 580, 2],
+            vec![3013, 29918, 1514, 580, 2],
+        ];
+        let time = |f: &dyn Fn() -> AnyResult<()>| -> AnyResult<f64> {
+            let mut times = Vec::new();
+            for _ in 0..args.choice_reps {
+                let t = Instant::now();
+                f()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            Ok(median(times))
+        };
+        let choice = time(&|| {
+            choose(&model, &prompts, &candidates, &ChooseOptions::default())?;
+            Ok(())
+        })?;
+        for new_tokens in [5usize, 32] {
+            let requests: Vec<Request> = prompts
+                .iter()
+                .map(|p| Request {
+                    prompt_ids: p.clone(),
+                    max_new_tokens: new_tokens,
+                })
+                .collect();
+            let options = GenerateOptions {
+                eos_token_ids: Some(Vec::new()),
+                ..GenerateOptions::default()
+            };
+            let free = time(&|| {
+                generate(&model, &requests, &options)?;
+                Ok(())
+            })?;
+            println!(
+                "{}\tchoice-vs-free{new_tokens}\t{batch}\t{}\t{choice:.3}\t(free {free:.3}s, saves {:.0}%; forward tokens {} vs {})\t-\t{}",
+                args.dtype,
+                batch * args.prompt,
+                100.0 * (1.0 - choice / free),
+                batch * (args.prompt + 2 * 4),
+                batch * (args.prompt + new_tokens - 1),
+                args.choice_reps
+            );
+        }
+    }
+    println!(
+        "# peak_rss={:.0}MiB (VmHWM; q8_0 includes the f32 weights it was quantized from)",
+        status_kib("VmHWM:") as f64 / 1024.0
+    );
+    Ok(())
+}

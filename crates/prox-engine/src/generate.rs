@@ -1,0 +1,250 @@
+//! Greedy decoding over a batch of prompts of different lengths.
+//!
+//! All prompts are prefilled together in packed forward calls (bounded by a token budget),
+//! then every unfinished sequence advances one token per step in one packed call. Each
+//! sequence has its own preallocated cache sized to what it may still need, so a finished
+//! sequence simply leaves the batch.
+
+use crate::error::{RequestError, Result};
+use crate::model::{KvCache, Llama, LogitsAt};
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token was generated (the last of the ids).
+    Stop,
+    /// The token limit, or the model's context, was reached.
+    Length,
+}
+
+impl FinishReason {
+    /// The name OpenAI-compatible servers use (`"stop"`, `"length"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// One prompt to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub prompt_ids: Vec<u32>,
+    pub max_new_tokens: usize,
+}
+
+/// The greedy continuation of one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// New tokens, ending with the end-of-sequence token when one stopped them (as
+    /// transformers' `generate` and vLLM's `token_ids` do; decoding with special tokens
+    /// skipped leaves it out of the text).
+    pub ids: Vec<u32>,
+    pub finish_reason: FinishReason,
+    /// For each new token, the top-1 minus top-2 logit: how decisive the choice was.
+    pub margins: Vec<f32>,
+}
+
+/// Settings of [`generate`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Tokens that end a generation. `None`: the model's own (`eos_token_id`); an empty
+    /// list never stops before the token limit.
+    pub eos_token_ids: Option<Vec<u32>>,
+    /// At most this many prompt tokens per prefill call (bounds activation memory); a
+    /// longer prompt is prefilled in one call of its own.
+    pub prefill_tokens: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            eos_token_ids: None,
+            prefill_tokens: 4096,
+        }
+    }
+}
+
+/// The index of the largest value (the first one on ties, as `torch.argmax`) and the
+/// margin to the second largest.
+pub fn argmax_with_margin(row: &[f32]) -> (u32, f32) {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    let mut second = f32::NEG_INFINITY;
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            second = best.1;
+            best = (i, v);
+        } else if v > second {
+            second = v;
+        }
+    }
+    (best.0 as u32, best.1 - second)
+}
+
+/// Checks a request against the model; `Ok` holds how many tokens its cache needs.
+fn admit(model: &Llama, request: &Request) -> std::result::Result<usize, RequestError> {
+    let cfg = model.config();
+    let prompt = request.prompt_ids.len();
+    if prompt == 0 {
+        return Err(RequestError::EmptyPrompt);
+    }
+    if prompt > cfg.max_position_embeddings {
+        return Err(RequestError::PromptTooLong {
+            prompt_tokens: prompt,
+            context: cfg.max_position_embeddings,
+        });
+    }
+    if let Some((position, &id)) = request
+        .prompt_ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id as usize >= cfg.vocab_size)
+    {
+        return Err(RequestError::TokenOutOfRange {
+            id,
+            position,
+            vocab_size: cfg.vocab_size,
+        });
+    }
+    // The last generated token is never fed back, so the cache holds prompt + new - 1
+    // tokens; prompt + new may not exceed the context either (as vLLM's max_model_len).
+    Ok((prompt + request.max_new_tokens.saturating_sub(1)).min(cfg.max_position_embeddings))
+}
+
+/// Greedily continues every request. A request the model cannot take (empty, longer than
+/// the context, unknown token ids) gets its own error; the others are served. The result is
+/// the same whichever requests share the batch.
+pub fn generate(
+    model: &Llama,
+    requests: &[Request],
+    options: &GenerateOptions,
+) -> Result<Vec<std::result::Result<Generation, RequestError>>> {
+    let context = model.config().max_position_embeddings;
+    let eos: &[u32] = options
+        .eos_token_ids
+        .as_deref()
+        .unwrap_or(&model.config().eos_token_ids);
+
+    struct Running {
+        index: usize,
+        cache: KvCache,
+        ids: Vec<u32>,
+        margins: Vec<f32>,
+        /// The most new tokens this sequence may produce.
+        limit: usize,
+        finish: Option<FinishReason>,
+    }
+
+    let mut results: Vec<Option<std::result::Result<Generation, RequestError>>> =
+        vec![None; requests.len()];
+    let mut running = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        match admit(model, request) {
+            Err(e) => results[index] = Some(Err(e)),
+            Ok(_) if request.max_new_tokens == 0 || request.prompt_ids.len() == context => {
+                // Nothing may be generated: no forward pass is needed.
+                results[index] = Some(Ok(Generation {
+                    ids: Vec::new(),
+                    finish_reason: FinishReason::Length,
+                    margins: Vec::new(),
+                }));
+            }
+            Ok(capacity) => running.push(Running {
+                index,
+                cache: KvCache::new(model, capacity)?,
+                ids: Vec::new(),
+                margins: Vec::new(),
+                limit: request
+                    .max_new_tokens
+                    .min(context - request.prompt_ids.len()),
+                finish: None,
+            }),
+        }
+    }
+
+    let record = |seq: &mut Running, row: &[f32]| {
+        let (token, margin) = argmax_with_margin(row);
+        seq.margins.push(margin);
+        seq.ids.push(token);
+        if eos.contains(&token) {
+            seq.finish = Some(FinishReason::Stop);
+        } else if seq.ids.len() >= seq.limit {
+            seq.finish = Some(FinishReason::Length);
+        }
+    };
+
+    // Prefill in groups of whole prompts, up to the token budget per call.
+    let mut start = 0;
+    while start < running.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < running.len() {
+            let len = requests[running[end].index].prompt_ids.len();
+            if end > start && tokens + len > options.prefill_tokens {
+                break;
+            }
+            tokens += len;
+            end += 1;
+        }
+        let group = &mut running[start..end];
+        let prompts: Vec<&[u32]> = group
+            .iter()
+            .map(|s| requests[s.index].prompt_ids.as_slice())
+            .collect();
+        let mut caches: Vec<&mut KvCache> = group.iter_mut().map(|s| &mut s.cache).collect();
+        let logits = model.forward(&prompts, &mut caches, &LogitsAt::Last)?;
+        drop(caches);
+        let rows = logits.to_vec2::<f32>()?;
+        for (seq, row) in group.iter_mut().zip(&rows) {
+            record(seq, row);
+        }
+        start = end;
+    }
+
+    // Decode: every unfinished sequence feeds back its last token.
+    loop {
+        let (active, done): (Vec<Running>, Vec<Running>) =
+            running.into_iter().partition(|s| s.finish.is_none());
+        for seq in done {
+            results[seq.index] = Some(Ok(Generation {
+                ids: seq.ids,
+                finish_reason: seq.finish.unwrap_or(FinishReason::Length),
+                margins: seq.margins,
+            }));
+        }
+        running = active;
+        if running.is_empty() {
+            break;
+        }
+        let last: Vec<[u32; 1]> = running
+            .iter()
+            .map(|s| [*s.ids.last().expect("an unfinished sequence has a token")])
+            .collect();
+        let inputs: Vec<&[u32]> = last.iter().map(|t| t.as_slice()).collect();
+        let mut caches: Vec<&mut KvCache> = running.iter_mut().map(|s| &mut s.cache).collect();
+        let logits = model.forward(&inputs, &mut caches, &LogitsAt::Last)?;
+        drop(caches);
+        let rows = logits.to_vec2::<f32>()?;
+        for (seq, row) in running.iter_mut().zip(&rows) {
+            record(seq, row);
+        }
+    }
+
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every request gets a result"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_values() {
+        assert_eq!(argmax_with_margin(&[1.0, 3.0, 3.0, 2.0]), (1, 0.0));
+        assert_eq!(argmax_with_margin(&[5.0, 3.0, 1.0]), (0, 2.0));
+        assert_eq!(argmax_with_margin(&[1.0, 2.0, 4.0]), (2, 2.0));
+    }
+}

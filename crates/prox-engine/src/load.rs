@@ -1,0 +1,163 @@
+//! Loading a model from disk: a Hugging Face folder (`config.json` + safetensors, single or
+//! sharded) or a GGUF file, with its tokenizer and chat template when it has them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use prox_tokenizer::Tokenizer;
+
+use crate::config::HfConfig;
+use crate::error::{Error, Result};
+use crate::model::Llama;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The compute dtype (`F32` or `BF16`); float weights are converted to it.
+    pub dtype: DType,
+    pub device: Device,
+    /// Quantize the projection weights and the output head to this type when loading
+    /// (Q8_0, Q4_K…). A GGUF file is requantized: dequantized to f32, then quantized.
+    pub quantize: Option<GgmlDType>,
+    /// GGUF only: dequantize every weight to the compute dtype instead of computing with
+    /// the quantized blocks.
+    pub dequantize: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            quantize: None,
+            dequantize: false,
+        }
+    }
+}
+
+/// A loaded model with what it came with.
+#[derive(Debug)]
+pub struct Model {
+    pub llama: Llama,
+    /// From `tokenizer.json`/`tokenizer.model` in the folder, or from GGUF metadata.
+    pub tokenizer: Option<Tokenizer>,
+    /// The Jinja chat template (`tokenizer_config.json` or `tokenizer.chat_template`).
+    pub chat_template: Option<String>,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+}
+
+impl Model {
+    /// Loads a Hugging Face model folder or a `.gguf` file.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
+        let mut model = if path.is_dir() {
+            load_hf_dir(path, options)?
+        } else if path.is_file() {
+            // Requantizing a GGUF file starts from its weights dequantized to f32: the
+            // result carries the file's rounding plus the new type's.
+            let gguf_options = LoadOptions {
+                dequantize: options.dequantize || options.quantize.is_some(),
+                ..options.clone()
+            };
+            crate::gguf::load_gguf(path, &gguf_options)?
+        } else {
+            return Err(Error::NotAModel {
+                path: path.to_path_buf(),
+                reason: "no such file or folder".to_owned(),
+            });
+        };
+        if let Some(q) = options.quantize {
+            model.llama.quantize(q).map_err(|source| Error::Weights {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(model)
+    }
+}
+
+/// The safetensors files of a folder: `model.safetensors`, or the shards its
+/// `model.safetensors.index.json` names.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(Error::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "neither model.safetensors nor model.safetensors.index.json".to_owned(),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let text = std::fs::read_to_string(&index).map_err(|source| Error::Read {
+        path: index.clone(),
+        source,
+    })?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index.clone(),
+        source,
+    })?;
+    // Sorted and deduplicated: many tensors share a shard.
+    let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}
+
+fn load_hf_dir(dir: &Path, options: &LoadOptions) -> Result<Model> {
+    let config_path = dir.join("config.json");
+    let config = HfConfig::from_file(&config_path)?.into_config(&config_path)?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for file in safetensors_files(dir)? {
+        // Read, not memory-mapped: mapping needs `unsafe`, which the workspace forbids.
+        let shard = candle_core::safetensors::load(&file, &options.device).map_err(|source| {
+            Error::Weights {
+                path: file.clone(),
+                source,
+            }
+        })?;
+        tensors.extend(shard);
+    }
+    let vb = VarBuilder::from_tensors(tensors, options.dtype, &options.device);
+    let llama = Llama::load(&vb, &config).map_err(|source| Error::Weights {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let has_tokenizer =
+        dir.join("tokenizer.json").is_file() || dir.join("tokenizer.model").is_file();
+    let tokenizer = if has_tokenizer {
+        Some(Tokenizer::from_dir(dir).map_err(|e| Error::Tokenizer {
+            path: dir.to_path_buf(),
+            reason: error_chain(&e),
+        })?)
+    } else {
+        None
+    };
+    let chat_template = tokenizer
+        .as_ref()
+        .and_then(|t| t.config().chat_template.clone());
+    Ok(Model {
+        llama,
+        tokenizer,
+        chat_template,
+        source: dir.to_path_buf(),
+    })
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

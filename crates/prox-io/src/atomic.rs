@@ -1,0 +1,123 @@
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// A file written under a temporary name beside its destination and renamed into place by
+/// [`commit`](AtomicFile::commit). Dropped without a commit, the temporary file is removed.
+///
+/// The rename is atomic on POSIX file systems, so a reader, or a rerun after a crash, sees either
+/// the complete file or none.
+pub struct AtomicFile {
+    path: PathBuf,
+    temporary: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let write_error = |source| Error::Write {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        let mut name = path
+            .file_name()
+            .ok_or_else(|| write_error(io::Error::other("the output path names no file")))?
+            .to_owned();
+        name.push(format!(".tmp-{}", std::process::id()));
+        let temporary = path.with_file_name(name);
+        let file = File::create(&temporary).map_err(|source| Error::Write {
+            path: temporary.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            temporary,
+            file: Some(file),
+        })
+    }
+
+    /// Where the file will be once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Syncs the content to disk and renames the file to its final name.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let write_error = |source| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(file) = self.file.take() {
+            file.sync_all().map_err(write_error)?;
+        }
+        std::fs::rename(&self.temporary, &self.path).map_err(write_error)?;
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Makes the rename itself durable; failure to open a folder is not worth failing on.
+            if let Ok(dir) = File::open(parent) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("write after commit"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncommitted_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/out.jsonl");
+        {
+            let mut file = AtomicFile::create(&path).unwrap();
+            file.write_all(b"partial").unwrap();
+        }
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn commit_replaces_an_existing_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "old content").unwrap();
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.write_all(b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old content");
+        file.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+}

@@ -1,0 +1,56 @@
+//! Test support shared by the ProX-rs crates: locating the golden fixtures produced by the
+//! reference implementation, and reading their JSON-lines files.
+//!
+//! The fixtures live outside the repository (`../shared/fixtures` from the workspace root);
+//! `PROX_FIXTURES` overrides the location.
+
+use std::path::{Path, PathBuf};
+
+/// The environment variable that overrides where the golden fixtures are.
+pub const FIXTURES_ENV: &str = "PROX_FIXTURES";
+
+/// The fixtures folder: `$PROX_FIXTURES`, or `../shared/fixtures` beside the workspace.
+///
+/// Panics with a message that says how to fix it when the folder does not exist: a test that
+/// cannot find its golden data must fail loudly, never pass by skipping.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = match std::env::var_os(FIXTURES_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("../shared/fixtures"),
+    };
+    assert!(
+        dir.is_dir(),
+        "golden fixtures not found at {}\nhint: set {FIXTURES_ENV} to the folder holding the ProX reference fixtures",
+        dir.display()
+    );
+    dir
+}
+
+/// A file or folder inside the fixtures folder, which must exist.
+pub fn fixture(relative: impl AsRef<Path>) -> PathBuf {
+    let path = fixtures_dir().join(relative);
+    assert!(path.exists(), "fixture missing: {}", path.display());
+    path
+}
+
+/// The root of this Cargo workspace.
+pub fn workspace_root() -> PathBuf {
+    // This crate sits at `crates/prox-test`.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every line of a JSON-lines fixture, parsed, with its 1-based line number.
+pub fn read_jsonl(path: impl AsRef<Path>) -> Vec<(usize, serde_json::Value)> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: bad JSON: {e}", path.display(), i + 1));
+            (i + 1, value)
+        })
+        .collect()
+}

@@ -1,0 +1,30 @@
+//! `prox`: the ProX-rs command line. Each subcommand lives in `commands/`; the work itself is
+//! done by the library crates.
+
+mod cli;
+mod commands;
+mod env_vars;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::commands::Completion;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
+    match commands::run(cli.command) {
+        Ok(Completion::Clean) => ExitCode::SUCCESS,
+        Ok(Completion::SomeDocumentsFailed) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

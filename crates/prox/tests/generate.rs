@@ -1,0 +1,299 @@
+//! `prox generate` end to end: the real binary on the tiny fixture model, against the
+//! reference's greedy tokens (`fixtures/tiny-llama/golden.json`).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn prox(args: &[&str]) -> Output {
+    prox_with_env(args, &[])
+}
+
+fn prox_with_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prox"));
+    command.args(args).env("PROX_LOG", "warn");
+    for var in [
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HOME",
+        "XDG_CACHE_HOME",
+    ] {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the prox binary runs")
+}
+
+fn read_rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn golden_cases() -> Vec<Value> {
+    let path = prox_test::fixture("tiny-llama/golden.json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    golden["cases"].as_array().unwrap().clone()
+}
+
+/// Reference tokens up to the first step whose margin is below 1e-3.
+fn decisive_prefix(case: &Value) -> Vec<u64> {
+    let margins = case["greedy_step_margins"].as_array().unwrap();
+    let n = margins
+        .iter()
+        .position(|m| m.as_f64().unwrap() < 1e-3)
+        .unwrap_or(margins.len());
+    case["greedy_new_ids"].as_array().unwrap()[..n]
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn generate_serves_text_and_id_prompts_and_reports_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = golden_cases();
+    let input = dir.path().join("prompts.jsonl");
+    let mut lines = vec![
+        // The prompt text starts with `<s>`: tokenized with the BOS the engine adds, as vLLM
+        // would, the model sees two BOS tokens; the ids form gives the reference's ids.
+        json!({"id": "ids-0", "prompt_ids": cases[0]["prompt_ids"]}).to_string(),
+        json!({"id": "ids-1", "prompt_ids": cases[1]["prompt_ids"]}).to_string(),
+        json!({"id": "text", "prompt": "Hello world"}).to_string(),
+        json!({"id": "neither"}).to_string(),
+        "{not json".to_owned(),
+        json!({"id": "bad-ids", "prompt_ids": [1, -5]}).to_string(),
+        json!({"id": "ids-2", "prompt_ids": cases[2]["prompt_ids"]}).to_string(),
+    ];
+    lines.push(String::new());
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let model = prox_test::fixture("tiny-llama");
+    let result = prox(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "some lines failed\n{stderr}");
+
+    let rows = read_rows(&output);
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ids-0", "ids-1", "text", "ids-2"]);
+    for (row, case) in [
+        (&rows[0], &cases[0]),
+        (&rows[1], &cases[1]),
+        (&rows[3], &cases[2]),
+    ] {
+        let generated: Vec<u64> = row["generated_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let expected = decisive_prefix(case);
+        assert_eq!(generated[..expected.len()], expected[..], "{}", row["id"]);
+        assert_eq!(row["finish_reason"], "length");
+        assert_eq!(row["generated_tokens"], 24);
+        assert_eq!(
+            row["prompt_tokens"],
+            case["prompt_ids"].as_array().unwrap().len()
+        );
+        assert!(row["generated_text"].is_string());
+    }
+    // "Hello world" with the BOS added: <s> ▁Hello ▁world.
+    assert_eq!(rows[2]["prompt_tokens"], 3);
+
+    let failures = read_rows(&dir.path().join("out.failures.jsonl"));
+    let lines: Vec<u64> = failures
+        .iter()
+        .map(|f| f["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [4, 5, 6]);
+    assert!(failures[0]["error"].as_str().unwrap().contains("neither"));
+    assert!(failures[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("prompt_ids"));
+}
+
+#[test]
+fn a_missing_model_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"prompt_ids\": [1]}\n").unwrap();
+    let result = prox(&[
+        "generate",
+        "--model",
+        "no/such/model",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("out.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("no/such/model"), "{stderr}");
+}
+
+/// Writes the first golden prompt as an ids record; returns (input, output) paths.
+fn one_prompt(dir: &Path) -> (String, String) {
+    let input = dir.join("in.jsonl");
+    let case = &golden_cases()[0];
+    std::fs::write(
+        &input,
+        format!("{}\n", json!({"prompt_ids": case["prompt_ids"]})),
+    )
+    .unwrap();
+    let output = dir.join("out.jsonl");
+    (
+        input.to_str().unwrap().to_owned(),
+        output.to_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn a_hub_id_is_found_in_the_hugging_face_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("hf");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = home.join("hub/models--gair-prox--tiny-llama");
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let fixture = prox_test::fixture("tiny-llama");
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(fixture.join(name), snapshot.join(name)).unwrap();
+    }
+    let (input, output) = one_prompt(dir.path());
+    let args = [
+        "generate",
+        "--model",
+        "gair-prox/tiny-llama",
+        "--input",
+        &input,
+        "--output",
+        &output,
+        "--max-new-tokens",
+        "4",
+    ];
+    let result = prox_with_env(&args, &[("HF_HOME", &home)]);
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let expected = decisive_prefix(&golden_cases()[0]);
+    let got: Vec<u64> = read_rows(Path::new(&output))[0]["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let n = expected.len().min(4);
+    assert_eq!(got[..n], expected[..n]);
+
+    // With --revision set to a commit that is not there: the error names where it looked.
+    let mut with_revision = args.to_vec();
+    with_revision.extend(["--revision", "v9"]);
+    let result = prox_with_env(&with_revision, &[("HF_HOME", &home)]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains(&repo.join("refs/v9").display().to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_uncached_hub_id_names_the_cache_and_says_how_to_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub-cache");
+    let (input, output) = one_prompt(dir.path());
+    let result = prox_with_env(
+        &[
+            "generate",
+            "--model",
+            "gair-prox/web-doc-refining-lm",
+            "--input",
+            &input,
+            "--output",
+            &output,
+        ],
+        &[("HF_HUB_CACHE", &cache)],
+    );
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let looked_in = cache.join("models--gair-prox--web-doc-refining-lm");
+    assert!(
+        stderr.contains(&looked_in.display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("huggingface-cli download gair-prox/web-doc-refining-lm"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not download"), "{stderr}");
+}
+
+#[test]
+fn quantized_generation_runs_and_refuses_shapes_the_type_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = prox_test::fixture("tiny-llama");
+    let (input, output) = one_prompt(dir.path());
+    let run = |quantize: &str| {
+        prox(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            &input,
+            "--output",
+            &output,
+            "--max-new-tokens",
+            "8",
+            "--quantize",
+            quantize,
+        ])
+    };
+    let result = run("q8_0");
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let rows = read_rows(Path::new(&output));
+    assert_eq!(rows[0]["generated_tokens"], 8);
+
+    // The tiny model's rows of 64 values do not fill a 256-value Q4_K block.
+    let result = run("q4_k");
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("not a multiple of the 256-value block"),
+        "{stderr}"
+    );
+}

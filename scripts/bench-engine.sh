@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Engine benchmark on the full ProX refiner shape (random weights): prefill and decode
+# tokens/s, the document-stage choice against free decoding, peak memory; one process per
+# dtype. Prints the CPU and its arithmetic f32 peak (cores × 2 FMA pipes × 8 lanes × 2 FLOP
+# × GHz) as the anchor. Timings on a shared machine are noisy: compare runs of one session.
+#
+#   scripts/bench-engine.sh                 # f32, bf16, q8_0 (about 8 minutes on 2 cores)
+#   DTYPES="f32 q8_0" REPS=5 scripts/bench-engine.sh
+#   BENCH_ARGS="--prefill-batches 1,8,32" scripts/bench-engine.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DTYPES=${DTYPES:-"f32 bf16 q8_0"}
+REPS=${REPS:-3}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+cargo build --release -p prox-engine --example bench
+bin="$CARGO_TARGET_DIR/release/examples/bench"
+
+model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+cores=$(nproc)
+mhz=$(lscpu | sed -n 's/^CPU max MHz: *//p' | head -1)
+[ -z "$mhz" ] && mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
+flags=$(grep -o -w -E 'avx2|fma|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')
+peak=$(awk -v c="$cores" -v m="$mhz" 'BEGIN {printf "%.0f", c * 2 * 8 * 2 * m / 1000}')
+echo "# cpu: $model, $cores cores at ${mhz} MHz, flags: $flags"
+echo "# arithmetic f32 peak: $cores cores x 2 FMA x 8 lanes x 2 FLOP x ${mhz} MHz = ${peak} GFLOP/s"
+echo "# RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-unset}"
+
+for dtype in $DTYPES; do
+  # The 8-prompt prefill costs about 45 s per repetition in f32: bf16 gets batch 1 only,
+  # to keep the whole run under ~10 minutes.
+  prefill="1,8"
+  [ "$dtype" = bf16 ] && prefill="1"
+  # shellcheck disable=SC2086
+  "$bin" --dtype "$dtype" --reps "$REPS" --prefill-batches "$prefill" \
+    --decode-batches 1,8,32 --decode-steps 8 --choice-batch 2 ${BENCH_ARGS:-}
+done
