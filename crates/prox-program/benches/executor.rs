@@ -1,7 +1,8 @@
 //! Throughput of the executor over every reference vector, one thread: documents per second
 //! and megabytes of input text per second, faithful and strict.
 //!
-//! Baseline: the reference (Python) runs about 25,000 documents/s (30 MB/s) on one core.
+//! Baseline: the reference (Python) runs about 25,000 to 38,000 documents/s (30 to 44 MB/s) on
+//! one core of a 2-core build machine, over these same vectors.
 //!
 //! `cargo bench -p prox-program`
 

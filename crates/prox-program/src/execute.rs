@@ -181,14 +181,14 @@ enum Replaced {
 
 /// `text.replace(source, target)`, giving up once the result would pass `max_len` bytes.
 fn replace_within(text: &str, source: &str, target: &str, max_len: usize) -> Replaced {
-    let mut matches = text.match_indices(source).peekable();
+    let mut matches = memchr::memmem::find_iter(text.as_bytes(), source.as_bytes()).peekable();
     if matches.peek().is_none() {
         return Replaced::Nothing;
     }
     let mut out = String::new();
     let mut count = 0;
     let mut copied = 0;
-    for (at, _) in matches {
+    for at in matches {
         if out.len() + (at - copied) + target.len() > max_len {
             return Replaced::OverBudget;
         }
@@ -228,26 +228,80 @@ fn remove_lines<'a>(text: &'a str, ranges: &[(i64, i64)]) -> (Cow<'a, str>, usiz
         }
     }
 
-    let mut out = String::with_capacity(text.len());
-    let mut removed = 0;
-    let mut kept_any = false;
-    let mut spans = merged.into_iter().peekable();
-    for (index, line) in (0u64..).zip(text.split('\n')) {
-        while spans.next_if(|&(_, end)| end < index).is_some() {}
-        if spans.peek().is_some_and(|&(start, _)| start <= index) {
-            removed += 1;
-            continue;
+    // Whole runs of kept lines are copied at once: only span boundaries need line offsets.
+    let mut starts = LineStarts::new(text);
+    let mut kept_runs: Vec<&str> = Vec::new();
+    let mut removed = 0u64;
+    let mut kept_from = Some((0u64, 0usize));
+    for (start, end) in merged {
+        let Some((first_kept, kept_offset)) = kept_from else {
+            break;
+        };
+        let Some(removed_offset) = starts.start_of(start) else {
+            break;
+        };
+        if start > first_kept {
+            // The kept run ends before the `\n` that precedes the first removed line.
+            kept_runs.push(&text[kept_offset..removed_offset - 1]);
         }
-        if kept_any {
-            out.push('\n');
-        }
-        out.push_str(line);
-        kept_any = true;
+        let after = end.saturating_add(1);
+        kept_from = starts.start_of(after).map(|offset| (after, offset));
+        removed += match kept_from {
+            Some(_) => after - start,
+            None => starts.line_count() - start,
+        };
     }
     if removed == 0 {
         return (Cow::Borrowed(text), 0);
     }
-    (Cow::Owned(out), removed)
+    if let Some((_, offset)) = kept_from {
+        kept_runs.push(&text[offset..]);
+    }
+    let removed = usize::try_from(removed).unwrap_or(usize::MAX);
+    (Cow::Owned(kept_runs.join("\n")), removed)
+}
+
+/// The byte offsets at which the lines of a text start, found front to back as asked for.
+struct LineStarts<'a> {
+    newlines: memchr::Memchr<'a>,
+    line: u64,
+    offset: usize,
+    exhausted: bool,
+}
+
+impl<'a> LineStarts<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            newlines: memchr::memchr_iter(b'\n', text.as_bytes()),
+            line: 0,
+            offset: 0,
+            exhausted: false,
+        }
+    }
+
+    /// Where line `line` starts (never before the last line asked for), or `None` when the
+    /// text has no such line.
+    fn start_of(&mut self, line: u64) -> Option<usize> {
+        while self.line < line {
+            match self.newlines.next() {
+                Some(newline) => {
+                    self.line += 1;
+                    self.offset = newline + 1;
+                }
+                None => {
+                    self.exhausted = true;
+                    return None;
+                }
+            }
+        }
+        Some(self.offset)
+    }
+
+    /// The number of lines, once [`start_of`](Self::start_of) has run past the last one.
+    fn line_count(&self) -> u64 {
+        debug_assert!(self.exhausted);
+        self.line + 1
+    }
 }
 
 /// The reference's decision (`execute_meta_operations`), in its order.
@@ -286,6 +340,48 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reference's removal, index by index: `[l for i, l in enumerate(lines) if i not in marked]`.
+    fn remove_lines_naively(text: &str, ranges: &[(i64, i64)]) -> (String, usize) {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let marked = |i: usize| {
+            let i = i as i64;
+            ranges.iter().any(|&(start, end)| start <= i && i <= end)
+        };
+        let kept: Vec<&str> = (0..lines.len())
+            .filter(|&i| !marked(i))
+            .map(|i| lines[i])
+            .collect();
+        (kept.join("\n"), lines.len() - kept.len())
+    }
+
+    proptest! {
+        #[test]
+        fn removing_lines_by_runs_equals_removing_them_one_by_one(
+            lines in proptest::collection::vec("[ab]{0,3}", 1..12),
+            ranges in proptest::collection::vec((-3i64..14, -3i64..14), 0..5),
+        ) {
+            let text = lines.join("\n");
+            let (fast, removed) = remove_lines(&text, &ranges);
+            let (naive, naive_removed) = remove_lines_naively(&text, &ranges);
+            prop_assert_eq!(fast.as_ref(), naive.as_str());
+            prop_assert_eq!(removed, naive_removed);
+        }
+
+        #[test]
+        fn replacing_equals_str_replace(text in "[ab\n]{0,20}", source in "[ab]{1,3}", target in "[xa]{0,2}") {
+            let expected = text.replace(&source, &target);
+            match replace_within(&text, &source, &target, usize::MAX) {
+                Replaced::Text { text: replaced, count } => {
+                    prop_assert_eq!(replaced, expected);
+                    prop_assert_eq!(count, text.matches(source.as_str()).count());
+                }
+                Replaced::Nothing => prop_assert!(!text.contains(source.as_str())),
+                Replaced::OverBudget => prop_assert!(false, "no budget was set"),
+            }
+        }
+    }
 
     #[test]
     fn replaces_like_python() {
