@@ -15,7 +15,7 @@
 //! same rule.
 
 use crate::error::{Error, RequestError, Result};
-use crate::generate::argmax_with_margin;
+use crate::generate::{argmax_with_margin, check_prompt};
 use crate::model::{KvCache, Llama, LogitsAt};
 
 /// The scores of the candidates after one prompt.
@@ -81,7 +81,8 @@ pub fn choose(
         vec![None; prompts.len()];
     let mut admitted = Vec::new();
     for (index, prompt) in prompts.iter().enumerate() {
-        match admit(model, prompt, longest) {
+        // Free decoding could not produce the longest candidate beyond the context either.
+        match check_prompt(model, prompt, longest) {
             Ok(()) => admitted.push(index),
             Err(e) => results[index] = Some(Err(e)),
         }
@@ -119,32 +120,6 @@ fn common_prefix(candidates: &[Vec<u32>]) -> usize {
     candidates[1..].iter().fold(first.len(), |n, c| {
         n.min(first.iter().zip(c).take_while(|(a, b)| a == b).count())
     })
-}
-
-fn admit(model: &Llama, prompt: &[u32], longest: usize) -> std::result::Result<(), RequestError> {
-    let cfg = model.config();
-    if prompt.is_empty() {
-        return Err(RequestError::EmptyPrompt);
-    }
-    if let Some((position, &id)) = prompt
-        .iter()
-        .enumerate()
-        .find(|(_, &id)| id as usize >= cfg.vocab_size)
-    {
-        return Err(RequestError::TokenOutOfRange {
-            id,
-            position,
-            vocab_size: cfg.vocab_size,
-        });
-    }
-    // Free decoding could not produce the longest candidate beyond the context either.
-    if prompt.len() + longest > cfg.max_position_embeddings {
-        return Err(RequestError::PromptTooLong {
-            prompt_tokens: prompt.len(),
-            context: cfg.max_position_embeddings.saturating_sub(longest),
-        });
-    }
-    Ok(())
 }
 
 /// Log-softmax and argmax of one logits row.

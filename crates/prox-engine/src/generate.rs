@@ -82,21 +82,24 @@ pub fn argmax_with_margin(row: &[f32]) -> (u32, f32) {
     (best.0 as u32, best.1 - second)
 }
 
-/// Checks a request against the model; `Ok` holds how many tokens its cache needs.
-fn admit(model: &Llama, request: &Request) -> std::result::Result<usize, RequestError> {
+/// Checks a prompt against the model: not empty, only known token ids, and room left in the
+/// context for `room` more tokens.
+pub(crate) fn check_prompt(
+    model: &Llama,
+    prompt: &[u32],
+    room: usize,
+) -> std::result::Result<(), RequestError> {
     let cfg = model.config();
-    let prompt = request.prompt_ids.len();
-    if prompt == 0 {
+    if prompt.is_empty() {
         return Err(RequestError::EmptyPrompt);
     }
-    if prompt > cfg.max_position_embeddings {
+    if prompt.len().saturating_add(room) > cfg.max_position_embeddings {
         return Err(RequestError::PromptTooLong {
-            prompt_tokens: prompt,
-            context: cfg.max_position_embeddings,
+            prompt_tokens: prompt.len(),
+            context: cfg.max_position_embeddings.saturating_sub(room),
         });
     }
-    if let Some((position, &id)) = request
-        .prompt_ids
+    if let Some((position, &id)) = prompt
         .iter()
         .enumerate()
         .find(|(_, &id)| id as usize >= cfg.vocab_size)
@@ -107,9 +110,17 @@ fn admit(model: &Llama, request: &Request) -> std::result::Result<usize, Request
             vocab_size: cfg.vocab_size,
         });
     }
+    Ok(())
+}
+
+/// Checks a request against the model; `Ok` holds how many tokens its cache needs.
+fn admit(model: &Llama, request: &Request) -> std::result::Result<usize, RequestError> {
+    check_prompt(model, &request.prompt_ids, 0)?;
     // The last generated token is never fed back, so the cache holds prompt + new - 1
     // tokens; prompt + new may not exceed the context either (as vLLM's max_model_len).
-    Ok((prompt + request.max_new_tokens.saturating_sub(1)).min(cfg.max_position_embeddings))
+    let prompt = request.prompt_ids.len();
+    Ok((prompt + request.max_new_tokens.saturating_sub(1))
+        .min(model.config().max_position_embeddings))
 }
 
 /// Greedily continues every request. A request the model cannot take (empty, longer than
