@@ -34,6 +34,12 @@ pub enum Error {
     },
     #[error("input {} does not exist", path.display())]
     Missing { path: PathBuf },
+    #[error(
+        "cannot tell the format of {} from its name: known endings are .jsonl, .json, .ndjson \
+         (each optionally followed by .gz or .zst, e.g. .jsonl.gz) and .parquet",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf },
     #[error("cannot encode a record for {}", path.display())]
     Encode {
         path: PathBuf,
@@ -51,6 +57,7 @@ impl Error {
             | Error::Write { path, .. }
             | Error::List { path, .. }
             | Error::Missing { path }
+            | Error::UnknownFormat { path }
             | Error::Encode { path, .. } => path,
         }
     }

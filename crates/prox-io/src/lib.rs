@@ -5,9 +5,20 @@
 //! - [`JsonlReader`] streams the records of a JSON-lines file. A line that is not valid UTF-8
 //!   or not a JSON object is an item of its own, a [`RecordError`] naming file and line, and the
 //!   reader goes on with the next line: a bad document is data, not a reason to stop.
+//! - [`open_records`] opens any input file by its name's ending and streams its records as
+//!   [`Records`], with the same items as [`JsonlReader`]: `.jsonl`, `.json` and `.ndjson` plain,
+//!   the same gzip-compressed (`.jsonl.gz`; concatenated gzip members read as one stream) or
+//!   zstd-compressed (`.jsonl.zst`), and `.parquet`. A compressed stream that is truncated or
+//!   corrupt ends its file with an [`Error::Read`] naming the file and the last complete line;
+//!   an unknown ending is an [`Error::UnknownFormat`] listing the known ones.
+//! - [`ParquetReader`] streams a Parquet file one record batch at a time, each row a record of
+//!   JSON values (binary values as hex strings). For Parquet, a record's "line" is its 1-based
+//!   row number across the whole file.
 //! - [`AtomicFile`] writes an output under a temporary name and renames it into place only
 //!   when it is complete, so a crash never leaves a half-written file under the final name.
-//! - [`JsonlWriter`] writes records as JSON lines through an [`AtomicFile`].
+//! - [`JsonlWriter`] writes records as JSON lines through an [`AtomicFile`];
+//!   [`ParquetWriter`] writes them as zstd-compressed Parquet, its schema inferred from the
+//!   first batch of records (see its documentation for the rules).
 //! - [`Failure`] is a row of a run's failures file: a record or a file that could not be
 //!   processed, with file, line and error.
 //!
@@ -35,6 +46,8 @@ mod failure;
 mod fields;
 mod input;
 mod jsonl;
+mod open;
+mod parquet;
 
 pub use atomic::AtomicFile;
 pub use error::{Error, RecordError};
@@ -42,6 +55,8 @@ pub use failure::{beside, error_chain, write_json, Failure};
 pub use fields::{get_field, set_field, string_field, take_string_field, FieldError};
 pub use input::input_files;
 pub use jsonl::{JsonlReader, JsonlWriter, Record, RecordLocation, DEFAULT_MAX_LINE_BYTES};
+pub use open::{open_records, Format, Records};
+pub use parquet::{ParquetReader, ParquetWriter, DEFAULT_PARQUET_BATCH_ROWS};
 
 /// A JSON object: the fields of one record, in their input order.
 pub type Fields = serde_json::Map<String, serde_json::Value>;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use prox_io::{set_field, string_field, Failure, JsonlReader, JsonlWriter, Record};
+use prox_io::{set_field, string_field, Failure, JsonlWriter, Record};
 use prox_program::{DropReason, Executor, Mode, Thresholds, Verdict};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,7 +19,8 @@ pub struct ApplyArgs {
     #[arg(long, value_enum)]
     pub stage: Stage,
 
-    /// JSON-lines files, or folders of them (read in sorted order).
+    /// JSON-lines files (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet files, or folders of them
+    /// (read in sorted order).
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
 
@@ -197,7 +198,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
     };
 
     for file in &files {
-        for item in JsonlReader::open(file)? {
+        for item in prox_io::open_records(file)? {
             match item {
                 Ok(Ok(record)) => {
                     summary.documents_in += 1;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use prox_engine::{DType, GenerateOptions, GgmlDType, LoadOptions, Model, Request};
-use prox_io::{Failure, JsonlReader, JsonlWriter, Record};
+use prox_io::{Failure, JsonlWriter, Record};
 use serde_json::{json, Value};
 
 use crate::commands::Completion;
@@ -21,7 +21,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub revision: Option<String>,
 
-    /// A JSON-lines file; each record has `prompt` (text) or `prompt_ids` (token ids).
+    /// A JSON-lines file (.jsonl, .jsonl.gz, .jsonl.zst) or a Parquet file; each record has
+    /// `prompt` (text) or `prompt_ids` (token ids).
     #[arg(long)]
     pub input: PathBuf,
 
@@ -108,7 +109,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<Completion> {
 
     let mut output = JsonlWriter::create(&args.output)?;
     let mut failures = JsonlWriter::create(&prox_io::beside(&args.output, "failures.jsonl"))?;
-    let reader = JsonlReader::open(&args.input)?;
+    let reader = prox_io::open_records(&args.input)?;
     let batch_size = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut failed = 0u64;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use prox_io::{string_field, Failure, JsonlReader, JsonlWriter, Record};
+use prox_io::{string_field, Failure, JsonlWriter, Record};
 use prox_prompt::{ChatTemplate, PromptBudget, PromptMode, Prompter};
 use prox_tokenizer::Tokenizer;
 use serde_json::{Map, Value};
@@ -19,7 +19,8 @@ pub struct PromptsArgs {
     #[arg(long)]
     pub tokenizer: PathBuf,
 
-    /// A JSON-lines file of documents (objects with a `text` field, and an optional `id`).
+    /// A JSON-lines file (.jsonl, .jsonl.gz, .jsonl.zst) or a Parquet file of documents
+    /// (objects with a `text` field, and an optional `id`).
     #[arg(long)]
     pub input: PathBuf,
 
@@ -119,7 +120,7 @@ pub fn run(args: &PromptsArgs) -> anyhow::Result<Completion> {
             doc_tokens: args.doc_tokens,
         });
 
-    let reader = JsonlReader::open(&args.input)
+    let reader = prox_io::open_records(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let mut writer = JsonlWriter::create(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

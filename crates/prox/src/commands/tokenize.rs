@@ -32,7 +32,8 @@ pub struct TokenizeArgs {
     #[arg(long, value_name = "DIR|FILE", required_unless_present = "inspect")]
     pub tokenizer: Option<PathBuf>,
 
-    /// JSON-lines files, or folders of them (read in sorted order).
+    /// JSON-lines files (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet files, or folders of them
+    /// (read in sorted order).
     #[arg(long, num_args = 1.., required_unless_present = "inspect")]
     pub input: Vec<PathBuf>,
 
@@ -460,8 +461,8 @@ fn records_of(
 ) -> impl Iterator<Item = Result<Result<Record, RecordError>, prox_io::Error>> + '_ {
     files
         .iter()
-        .flat_map(|file| match prox_io::JsonlReader::open(file) {
-            Ok(reader) => Box::new(reader) as Box<dyn Iterator<Item = _>>,
+        .flat_map(|file| match prox_io::open_records(file) {
+            Ok(reader) => reader,
             Err(error) => Box::new(std::iter::once(Err(error))),
         })
 }
