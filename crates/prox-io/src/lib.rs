@@ -55,7 +55,7 @@ pub use failure::{beside, error_chain, write_json, Failure};
 pub use fields::{get_field, set_field, string_field, take_string_field, FieldError};
 pub use input::input_files;
 pub use jsonl::{JsonlReader, JsonlWriter, Record, RecordLocation, DEFAULT_MAX_LINE_BYTES};
-pub use open::{open_records, Format, Records};
+pub use open::{open_all_records, open_records, Format, Records};
 pub use parquet::{ParquetReader, ParquetWriter, DEFAULT_PARQUET_BATCH_ROWS};
 
 /// A JSON object: the fields of one record, in their input order.

@@ -1,6 +1,6 @@
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, JsonlReader, ParquetReader, Record, RecordError};
 
@@ -46,6 +46,17 @@ impl Format {
             .any(|ending| inner.ends_with(ending))
             .then_some(format)
     }
+}
+
+/// The records of several files, one after the other. A file that cannot be opened is an
+/// `Err` item like a file that cannot be read to its end, so one bad file never hides the rest.
+pub fn open_all_records(
+    files: &[PathBuf],
+) -> impl Iterator<Item = Result<Result<Record, RecordError>, Error>> + '_ {
+    files.iter().flat_map(|file| match open_records(file) {
+        Ok(records) => records,
+        Err(error) => Box::new(std::iter::once(Err(error))) as Records,
+    })
 }
 
 /// Opens an input file of any [`Format`], chosen by its name, and streams its records.

@@ -330,3 +330,38 @@ fn thresholds_are_parameters() {
     assert_eq!(run.status.code(), Some(0));
     assert!(ids(&read_rows(&output)).contains(&"web-0005"));
 }
+
+#[test]
+fn a_file_that_cannot_be_opened_is_a_failure_and_the_other_files_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::write(inputs.join("a.parquet"), b"not a parquet file").unwrap();
+    std::fs::copy(example(), inputs.join("b.jsonl")).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let run = prox(&[
+        "apply",
+        "--stage",
+        "doc",
+        "--text-field",
+        "raw_content",
+        "--input",
+        path_str(&inputs),
+        "--output",
+        path_str(&output),
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let failures = read_rows(&dir.path().join("out.failures.jsonl"));
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0]["file"].as_str().unwrap().ends_with("a.parquet"));
+    assert_eq!(read_rows(&output).len(), 6);
+    let summary = summary(dir.path(), "out.summary.json");
+    assert_balanced(&summary);
+    assert_eq!(summary["files_failed"], 1);
+    assert_eq!(summary["documents_in"], 7);
+}

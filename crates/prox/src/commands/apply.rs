@@ -197,25 +197,23 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
         program: program_field,
     };
 
-    for file in &files {
-        for item in prox_io::open_records(file)? {
-            match item {
-                Ok(Ok(record)) => {
-                    summary.documents_in += 1;
-                    summary.bytes_in += record.bytes as u64;
-                    apply_to_record(record, &fields, args, &executor, &mut sinks, &mut summary)?;
-                }
-                Ok(Err(bad_record)) => {
-                    summary.documents_in += 1;
-                    summary.failed += 1;
-                    sinks.failures.write(&Failure::from(&bad_record))?;
-                }
-                Err(read_error) => {
-                    let failure = Failure::of_file(&read_error);
-                    tracing::warn!("{}", failure.error);
-                    summary.files_failed += 1;
-                    sinks.failures.write(&failure)?;
-                }
+    for item in prox_io::open_all_records(&files) {
+        match item {
+            Ok(Ok(record)) => {
+                summary.documents_in += 1;
+                summary.bytes_in += record.bytes as u64;
+                apply_to_record(record, &fields, args, &executor, &mut sinks, &mut summary)?;
+            }
+            Ok(Err(bad_record)) => {
+                summary.documents_in += 1;
+                summary.failed += 1;
+                sinks.failures.write(&Failure::from(&bad_record))?;
+            }
+            Err(read_error) => {
+                let failure = Failure::of_file(&read_error);
+                tracing::warn!("{}", failure.error);
+                summary.files_failed += 1;
+                sinks.failures.write(&failure)?;
             }
         }
     }

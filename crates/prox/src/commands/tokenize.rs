@@ -448,23 +448,11 @@ fn pack_files(
     let mut counts = WorkerCounts::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (send, receive) = sync_channel::<Batch>(2);
-        scope.spawn(move || read_batches(records_of(files), job, send));
+        scope.spawn(move || read_batches(prox_io::open_all_records(files), job, send));
         pack_batches(receive, &mut writer, &mut counts, job)
     })?;
     let packed = writer.finish(remainder)?;
     Ok((counts, packed))
-}
-
-/// The records of files in order; a file that cannot be opened is an `Err` item.
-fn records_of(
-    files: &[PathBuf],
-) -> impl Iterator<Item = Result<Result<Record, RecordError>, prox_io::Error>> + '_ {
-    files
-        .iter()
-        .flat_map(|file| match prox_io::open_records(file) {
-            Ok(reader) => reader,
-            Err(error) => Box::new(std::iter::once(Err(error))),
-        })
 }
 
 /// Turns records into batches of [`Item`]s. Stops when the receiver is gone or the run stops.
