@@ -26,12 +26,12 @@ pub enum Error {
     /// No weights where a model should be.
     #[error("no model at {path}: {reason}")]
     NotAModel { path: PathBuf, reason: String },
-    /// A hub id that is not in the local Hugging Face cache (ProX-rs does not download).
+    /// A hub id that is not in the local Hugging Face cache and could not be downloaded.
     #[error(
         "model `{id}` (revision `{revision}`) is not in the Hugging Face cache: {} ({reason})\n\
-         hint: ProX-rs does not download models; run `huggingface-cli download {id}` on a \
-         machine with access (set HF_HUB_CACHE or HF_HOME to share its cache), or pass a \
-         local folder or .gguf file",
+         hint: without access to the hub (or with HF_HUB_OFFLINE=1), run \
+         `huggingface-cli download {id}` on a machine with access (set HF_HUB_CACHE or HF_HOME \
+         to share its cache), or pass a local folder or .gguf file",
         looked_in.display()
     )]
     NotInHubCache {

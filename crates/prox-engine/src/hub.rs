@@ -1,8 +1,10 @@
 //! Model names resolved the way the Hugging Face tools resolve them: a local folder or file,
-//! or a hub id (`org/name`) found in the local hub cache.
+//! or a hub id (`org/name`) found in the local hub cache, downloaded into it when absent.
 //!
-//! ProX-rs does not download: a hub id must already be in the cache (put there by
-//! `huggingface-cli download org/name`, or any tool built on `huggingface_hub`). The cache is
+//! [`resolve_model`] downloads a hub id that is not in the cache (its config, tokenizer and
+//! weight files, or its one `.gguf` file), unless `HF_HUB_OFFLINE=1`; offline and absent, the
+//! error names the cache folder it looked in. A model put in the cache by
+//! `huggingface-cli download org/name` or any tool built on `huggingface_hub` is found. The cache is
 //! `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
 //! `~/.cache/huggingface/hub`, laid out as `huggingface_hub` writes it:
 //!
@@ -37,9 +39,107 @@ pub fn hub_cache_dir() -> PathBuf {
 
 /// Resolves `name` to a model folder or `.gguf` file: an existing local path as it is,
 /// otherwise a hub id looked up in [`hub_cache_dir`] at `revision` (default `main`; a
-/// branch or tag name under `refs/`, or a commit hash).
+/// branch or tag name under `refs/`, or a commit hash), and downloaded there when it is
+/// absent and `HF_HUB_OFFLINE` is not set.
 pub fn resolve_model(name: &str, revision: Option<&str>) -> Result<PathBuf> {
-    resolve_model_in(name, revision, &hub_cache_dir())
+    let cache = hub_cache_dir();
+    match resolve_model_in(name, revision, &cache) {
+        Err(Error::NotInHubCache {
+            id,
+            revision,
+            looked_in,
+            reason,
+        }) if !offline() => {
+            download_model(&id, &revision, &cache).map_err(|download| Error::NotInHubCache {
+                id,
+                revision,
+                looked_in,
+                reason: format!("{reason}; downloading it failed: {download}"),
+            })
+        }
+        other => other,
+    }
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"))
+}
+
+/// Downloads what loading a model needs into the hub cache, as `huggingface_hub` lays it out:
+/// the JSON files, the tokenizer files and the safetensors weights of a Hugging Face model, or
+/// the one `.gguf` file of a GGUF repository. Returns the snapshot folder (or `.gguf` file).
+pub fn download_model(
+    name: &str,
+    revision: &str,
+    cache: &Path,
+) -> std::result::Result<PathBuf, String> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+
+    let api = ApiBuilder::new()
+        .with_cache_dir(cache.to_path_buf())
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let repo = api.repo(Repo::with_revision(
+        name.to_owned(),
+        RepoType::Model,
+        revision.to_owned(),
+    ));
+    let info = repo
+        .info()
+        .map_err(|e| format!("cannot list the repository: {e}"))?;
+    let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    let wanted = model_files(&files)?;
+    let mut first = None;
+    for file in &wanted {
+        let path = repo
+            .get(file)
+            .map_err(|e| format!("cannot download {file}: {e}"))?;
+        first.get_or_insert(path);
+    }
+    let first = first.ok_or("the repository has no files")?;
+    if wanted[0].ends_with(".gguf") {
+        return Ok(first);
+    }
+    first
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "the downloaded config.json has no folder".to_owned())
+}
+
+/// The files of a repository that a model needs, the one that locates the model first.
+fn model_files(files: &[String]) -> std::result::Result<Vec<String>, String> {
+    let top_level = |f: &&String| !f.contains('/');
+    if files.iter().any(|f| f == "config.json") {
+        let mut wanted = vec!["config.json".to_owned()];
+        wanted.extend(
+            files
+                .iter()
+                .filter(top_level)
+                .filter(|f| *f != "config.json")
+                .filter(|f| {
+                    f.ends_with(".safetensors")
+                        || f.ends_with(".json")
+                        || f.as_str() == "tokenizer.model"
+                })
+                .cloned(),
+        );
+        return Ok(wanted);
+    }
+    let ggufs: Vec<&String> = files
+        .iter()
+        .filter(top_level)
+        .filter(|f| f.ends_with(".gguf"))
+        .collect();
+    match ggufs.as_slice() {
+        [one] => Ok(vec![(*one).clone()]),
+        [] => Err("the repository has neither config.json nor a .gguf file".to_owned()),
+        _ => Err(format!(
+            "the repository has several .gguf files ({}): download the one to use and pass its path",
+            ggufs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// [`resolve_model`] with an explicit cache folder.
@@ -131,6 +231,37 @@ fn model_in_snapshot(snapshot: &Path) -> std::result::Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_takes_what_loading_needs_and_nothing_else() {
+        let files: Vec<String> = [
+            "README.md",
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.model",
+            "tokenizer_config.json",
+            "pytorch_model.bin",
+            "onnx/model.json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            model_files(&files).unwrap(),
+            [
+                "config.json",
+                "generation_config.json",
+                "model.safetensors",
+                "tokenizer.model",
+                "tokenizer_config.json"
+            ]
+        );
+        let gguf = vec!["README.md".to_owned(), "m.Q8_0.gguf".to_owned()];
+        assert_eq!(model_files(&gguf).unwrap(), ["m.Q8_0.gguf"]);
+        let two = vec!["a.gguf".to_owned(), "b.gguf".to_owned()];
+        assert!(model_files(&two).unwrap_err().contains("a.gguf, b.gguf"));
+    }
 
     #[test]
     fn hub_ids_are_org_and_name() {

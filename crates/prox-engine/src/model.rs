@@ -229,7 +229,7 @@ impl Attention {
                     let q_i = q.narrow(0, offset, *len)?;
                     let k_i = k.narrow(0, offset, *len)?;
                     let v_i = v.narrow(0, offset, *len)?;
-                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale)?);
+                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale, true)?);
                     offset += len;
                 }
             }
@@ -261,13 +261,20 @@ impl Attention {
                 None,
             );
         }
-        self.attend_matmul(q, k, v, scale)
+        self.attend_matmul(q, k, v, scale, false)
     }
 
     /// Differentiable attention of one sequence: `q` `[lq, heads, dim]` over `k`, `v`
     /// `[lk, kv_heads, dim]`, the queries being the last `lq` of the `lk` positions. The
     /// causal mask is only this sequence's `[lq, lk]`.
-    fn attend_matmul(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
+    fn attend_matmul(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f64,
+        differentiable: bool,
+    ) -> CResult<Tensor> {
         let (lq, lk) = (q.dim(0)?, k.dim(0)?);
         let rep = self.num_heads / self.num_kv_heads;
         let dtype = q.dtype();
@@ -302,7 +309,13 @@ impl Attention {
             scores
         };
         // Softmax in f32 whatever the compute dtype.
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        // The fused kernel has no backward pass (its gradient would silently be dropped).
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let probs = probs.to_dtype(dtype)?;
         probs
             .matmul(&v)?
             .reshape((self.num_heads, lq, self.head_dim))?

@@ -24,10 +24,12 @@ impl AtomicFile {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
-        let mut name = path
+        let final_name = path
             .file_name()
-            .ok_or_else(|| write_error(io::Error::other("the output path names no file")))?
-            .to_owned();
+            .ok_or_else(|| write_error(io::Error::other("the output path names no file")))?;
+        // Hidden, so that listing a folder of outputs never picks up a half-written file.
+        let mut name = std::ffi::OsString::from(".");
+        name.push(final_name);
         name.push(format!(".tmp-{}", std::process::id()));
         let temporary = path.with_file_name(name);
         let file = File::create(&temporary).map_err(|source| Error::Write {

@@ -68,14 +68,31 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// The path of a file that goes beside an output file: `out/docs.jsonl` with `failures.jsonl`
-/// gives `out/docs.failures.jsonl` (a `.jsonl` ending is replaced, any other name kept whole).
+/// gives `out/docs.failures.jsonl` (a known ending — `.jsonl`, `.jsonl.gz`, `.jsonl.zst`,
+/// `.parquet` — is replaced, any other name kept whole).
 pub fn beside(output: &Path, suffix: &str) -> std::path::PathBuf {
     let name = output
         .file_name()
         .map(|name| name.to_string_lossy())
         .unwrap_or_default();
-    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    let stem = [".jsonl.gz", ".jsonl.zst", ".jsonl", ".parquet"]
+        .iter()
+        .find_map(|ending| name.strip_suffix(ending))
+        .unwrap_or(&name);
     output.with_file_name(format!("{stem}.{suffix}"))
+}
+
+/// The ending of an output file's name that names its format (`jsonl.gz`, `parquet`…), for
+/// files written beside it in the same format; `jsonl` when the name has none.
+pub fn format_ending(output: &Path) -> &'static str {
+    let name = output
+        .file_name()
+        .map(|name| name.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    [".jsonl.gz", ".jsonl.zst", ".parquet"]
+        .iter()
+        .find(|ending| name.ends_with(*ending))
+        .map_or("jsonl", |ending| &ending[1..])
 }
 
 /// Writes a value as pretty JSON to `path`, atomically (summaries, manifests).

@@ -35,10 +35,10 @@ pub fn string_field<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, Field
 }
 
 /// Like [`string_field`], but moves a top-level value out of the record instead of copying it
-/// (the record loses that field, and the order of the others may change).
+/// (the record loses that field; the others keep their order).
 pub fn take_string_field(fields: &mut Fields, name: &str) -> Result<String, FieldError> {
     if matches!(fields.get(name), Some(Value::String(_))) {
-        if let Some(Value::String(value)) = fields.swap_remove(name) {
+        if let Some(Value::String(value)) = fields.shift_remove(name) {
             return Ok(value);
         }
     }

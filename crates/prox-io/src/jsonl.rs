@@ -68,6 +68,12 @@ impl JsonlReader {
         }
     }
 
+    /// Numbers the first line read `line` (1-based), for a stream that starts inside a file.
+    pub fn with_first_line(mut self, line: u64) -> Self {
+        self.line = line.saturating_sub(1);
+        self
+    }
+
     /// Sets the longest line accepted; longer ones become record errors.
     pub fn with_max_line_bytes(mut self, max_line_bytes: usize) -> Self {
         self.max_line_bytes = max_line_bytes;
@@ -201,15 +207,66 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 /// [`finish`]: JsonlWriter::finish
 pub struct JsonlWriter {
     path: PathBuf,
-    output: BufWriter<AtomicFile>,
+    output: BufWriter<Compressed>,
     records: u64,
 }
 
+/// The file under a JSON-lines writer, compressed as its name says.
+enum Compressed {
+    Plain(AtomicFile),
+    Gzip(flate2::write::GzEncoder<AtomicFile>),
+    Zstd(zstd::stream::write::Encoder<'static, AtomicFile>),
+}
+
+impl Compressed {
+    fn finish(self) -> std::io::Result<AtomicFile> {
+        match self {
+            Compressed::Plain(file) => Ok(file),
+            Compressed::Gzip(encoder) => encoder.finish(),
+            Compressed::Zstd(encoder) => encoder.finish(),
+        }
+    }
+}
+
+impl Write for Compressed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressed::Plain(file) => file.write(buf),
+            Compressed::Gzip(encoder) => encoder.write(buf),
+            Compressed::Zstd(encoder) => encoder.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Compressed::Plain(file) => file.flush(),
+            Compressed::Gzip(encoder) => encoder.flush(),
+            Compressed::Zstd(encoder) => encoder.flush(),
+        }
+    }
+}
+
 impl JsonlWriter {
+    /// Creates a JSON-lines file, gzip-compressed when the name ends in `.gz` and
+    /// zstd-compressed when it ends in `.zst`.
     pub fn create(path: &Path) -> Result<Self, Error> {
+        let file = AtomicFile::create(path)?;
+        let output = match crate::Format::of_path(path) {
+            Some(crate::Format::JsonlGzip) => Compressed::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::default(),
+            )),
+            Some(crate::Format::JsonlZstd) => Compressed::Zstd(
+                zstd::stream::write::Encoder::new(file, 3).map_err(|source| Error::Write {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            ),
+            _ => Compressed::Plain(file),
+        };
         Ok(Self {
             path: path.to_owned(),
-            output: BufWriter::with_capacity(1 << 20, AtomicFile::create(path)?),
+            output: BufWriter::with_capacity(1 << 20, output),
             records: 0,
         })
     }
@@ -247,9 +304,13 @@ impl JsonlWriter {
     /// Flushes, syncs and renames the file into place. Returns the number of records.
     pub fn finish(self) -> Result<u64, Error> {
         let path = self.path;
-        let file = self.output.into_inner().map_err(|e| Error::Write {
+        let compressed = self.output.into_inner().map_err(|e| Error::Write {
             path: path.clone(),
             source: e.into_error(),
+        })?;
+        let file = compressed.finish().map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
         })?;
         file.commit()?;
         Ok(self.records)

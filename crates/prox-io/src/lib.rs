@@ -48,15 +48,21 @@ mod input;
 mod jsonl;
 mod open;
 mod parquet;
+mod read_ahead;
+mod slice;
+mod writer;
 
 pub use atomic::AtomicFile;
 pub use error::{Error, RecordError};
-pub use failure::{beside, error_chain, write_json, Failure};
+pub use failure::{beside, error_chain, format_ending, write_json, Failure};
 pub use fields::{get_field, set_field, string_field, take_string_field, FieldError};
 pub use input::input_files;
 pub use jsonl::{JsonlReader, JsonlWriter, Record, RecordLocation, DEFAULT_MAX_LINE_BYTES};
 pub use open::{open_all_records, open_records, Format, Records};
 pub use parquet::{ParquetReader, ParquetWriter, DEFAULT_PARQUET_BATCH_ROWS};
+pub use read_ahead::read_ahead;
+pub use slice::{open_slice, parquet_row_groups, RowGroupSize, Slice};
+pub use writer::RecordWriter;
 
 /// A JSON object: the fields of one record, in their input order.
 pub type Fields = serde_json::Map<String, serde_json::Value>;

@@ -43,22 +43,54 @@ pub struct ParquetReader {
 
 impl ParquetReader {
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_selected(path, None)
+    }
+
+    /// Reads only the row groups `groups`; rows keep their numbers in the whole file.
+    pub fn open_row_groups(path: &Path, groups: std::ops::Range<usize>) -> Result<Self, Error> {
+        Self::open_selected(path, Some(groups))
+    }
+
+    fn open_selected(path: &Path, groups: Option<std::ops::Range<usize>>) -> Result<Self, Error> {
         let open_error = |source| Error::Open {
             path: path.to_owned(),
             source,
         };
         let file = File::open(path).map_err(open_error)?;
-        let batches = catch_unwind(AssertUnwindSafe(|| {
-            ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|builder| builder.with_batch_size(READ_BATCH_ROWS).build())
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let row_groups = builder.metadata().row_groups();
+            let (builder, rows_before) = match &groups {
+                None => (builder, 0),
+                Some(range) => {
+                    if range.end > row_groups.len() || range.start > range.end {
+                        return Err(parquet::errors::ParquetError::General(format!(
+                            "row groups {}..{} asked for, the file has {}",
+                            range.start,
+                            range.end,
+                            row_groups.len()
+                        )));
+                    }
+                    let before: i64 = row_groups[..range.start].iter().map(|g| g.num_rows()).sum();
+                    (
+                        builder.with_row_groups(range.clone().collect()),
+                        u64::try_from(before).unwrap_or(0),
+                    )
+                }
+            };
+            builder
+                .with_batch_size(READ_BATCH_ROWS)
+                .build()
+                .map(|batches| (batches, rows_before))
         }))
         .map_err(|panic| open_error(io::Error::other(panic_message(&panic))))?
         .map_err(|e| open_error(io::Error::other(e)))?;
+        let (batches, rows_before) = opened;
         Ok(Self {
             file: Arc::from(path),
             batches,
             pending: VecDeque::new(),
-            row: 0,
+            row: rows_before,
             finished: false,
         })
     }
@@ -155,6 +187,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub const DEFAULT_PARQUET_BATCH_ROWS: usize = 8192;
 /// Buffered JSON (roughly measured) that also triggers a batch.
 const BATCH_BYTES: usize = 64 << 20;
+/// Rows converted to Arrow at a time.
+const DECODE_ROWS: usize = 8192;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -175,10 +209,11 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 pub struct ParquetWriter {
     path: PathBuf,
     file: Option<AtomicFile>,
-    encoder: Option<(ArrowWriter<AtomicFile>, arrow_json::reader::Decoder)>,
+    encoder: Option<Encoder>,
     pending: Vec<Value>,
     pending_bytes: usize,
     batch_rows: usize,
+    batch_bytes: usize,
     records: u64,
 }
 
@@ -191,6 +226,7 @@ impl ParquetWriter {
             pending: Vec::new(),
             pending_bytes: 0,
             batch_rows: DEFAULT_PARQUET_BATCH_ROWS,
+            batch_bytes: BATCH_BYTES,
             records: 0,
         })
     }
@@ -208,6 +244,14 @@ impl ParquetWriter {
         }
     }
 
+    /// Sets about how many bytes of records (as JSON) are buffered per batch. With both
+    /// limits above the file's size, the schema is inferred from every record of the file,
+    /// so no record can fail to fit it.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
     /// Appends one record, which must serialize to a JSON object.
     pub fn write(&mut self, record: &impl Serialize) -> Result<(), Error> {
         let value = serde_json::to_value(record).map_err(|source| Error::Encode {
@@ -223,7 +267,7 @@ impl ParquetWriter {
         self.pending_bytes += approximate_size(&value);
         self.pending.push(value);
         self.records += 1;
-        if self.pending.len() >= self.batch_rows || self.pending_bytes >= BATCH_BYTES {
+        if self.pending.len() >= self.batch_rows || self.pending_bytes >= self.batch_bytes {
             self.flush_batch()?;
         }
         Ok(())
@@ -249,15 +293,29 @@ impl ParquetWriter {
             .file
             .take()
             .ok_or_else(|| self.write_error("the Parquet writer has no file"))?;
-        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
+        let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
             .map_err(|e| self.write_error(e))?;
-        let decoder = arrow_json::ReaderBuilder::new(schema)
-            .with_batch_size(self.batch_rows.max(self.pending.len()))
+        let mut decoder = arrow_json::ReaderBuilder::new(schema)
+            .with_batch_size(DECODE_ROWS)
             .with_coerce_primitive(true)
             .with_strict_mode(true)
             .build_decoder()
             .map_err(|e| self.write_error(e))?;
-        self.encoder = Some((writer, decoder));
+        // Encoding (Arrow conversion, compression) runs on its own thread, overlapping with
+        // whatever produces the records.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
+        let thread = std::thread::spawn(move || -> Result<ArrowWriter<AtomicFile>, String> {
+            for rows in receiver {
+                for rows in rows.chunks(DECODE_ROWS) {
+                    decoder.serialize(rows).map_err(|e| e.to_string())?;
+                    if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+                        writer.write(&batch).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            Ok(writer)
+        });
+        self.encoder = Some(Encoder { sender, thread });
         Ok(())
     }
 
@@ -267,18 +325,18 @@ impl ParquetWriter {
         }
         let rows = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let Some((writer, decoder)) = self.encoder.as_mut() else {
-            return Err(self.write_error("the Parquet writer was not started"));
+        let sent = match &self.encoder {
+            Some(encoder) => encoder.sender.send(rows).is_ok(),
+            None => false,
         };
-        let result = decoder
-            .serialize(&rows)
-            .and_then(|()| decoder.flush())
-            .map_err(|e| e.to_string())
-            .and_then(|batch| match batch {
-                Some(batch) => writer.write(&batch).map_err(|e| e.to_string()),
-                None => Ok(()),
-            });
-        result.map_err(|e| self.write_error(e))
+        if sent {
+            return Ok(());
+        }
+        // The encoder stopped: its error says why.
+        match self.encoder.take().map(Encoder::join) {
+            Some(Err(message)) => Err(self.write_error(message)),
+            _ => Err(self.write_error("the Parquet encoder stopped")),
+        }
     }
 
     /// Writes the remaining rows and the footer, syncs and renames the file into place.
@@ -287,12 +345,29 @@ impl ParquetWriter {
         if !self.pending.is_empty() || self.encoder.is_none() {
             self.flush_batch()?;
         }
-        let Some((writer, _)) = self.encoder.take() else {
+        let Some(encoder) = self.encoder.take() else {
             return Err(self.write_error("the Parquet writer was not started"));
         };
+        let writer = encoder.join().map_err(|e| self.write_error(e))?;
         let file = writer.into_inner().map_err(|e| self.write_error(e))?;
         file.commit()?;
         Ok(self.records)
+    }
+}
+
+/// The thread that encodes batches of records.
+struct Encoder {
+    sender: std::sync::mpsc::SyncSender<Vec<Value>>,
+    thread: std::thread::JoinHandle<Result<ArrowWriter<AtomicFile>, String>>,
+}
+
+impl Encoder {
+    /// Waits until every batch sent is encoded; the writer, or the first error.
+    fn join(self) -> Result<ArrowWriter<AtomicFile>, String> {
+        drop(self.sender);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err("the Parquet encoder panicked".to_owned()))
     }
 }
 
@@ -508,9 +583,16 @@ mod tests {
         writer.write(&json!({"text": "a"})).unwrap();
         writer.write(&json!({"text": "b"})).unwrap();
         writer.write(&json!({"text": "c", "extra": 1})).unwrap();
-        let error = writer.write(&json!({"text": "d"})).unwrap_err();
+        // Batches are encoded on a thread: the error comes with a later write or the finish.
+        let error = match writer.write(&json!({"text": "d"})) {
+            Err(error) => {
+                drop(writer);
+                error
+            }
+            Ok(()) => writer.finish().unwrap_err(),
+        };
         assert!(error.to_string().contains("out.parquet"), "{error}");
-        drop(writer);
+        std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

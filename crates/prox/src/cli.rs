@@ -3,9 +3,17 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::apply::ApplyArgs;
+use crate::commands::eval::EvalArgs;
 use crate::commands::generate::GenerateArgs;
 use crate::commands::prompts::PromptsArgs;
+use crate::commands::refine::RefineArgs;
+use crate::commands::report::ReportArgs;
+use crate::commands::serve::ServeArgs;
+use crate::commands::show::ShowArgs;
+use crate::commands::slurm::SlurmArgs;
+use crate::commands::status::StatusArgs;
 use crate::commands::tokenize::TokenizeArgs;
+use crate::commands::train::TrainArgs;
 
 /// ProX-rs refines pre-training corpora the way ProX does: a small language model writes a
 /// program for every document (`drop_doc()`, `remove_lines(start=3, end=7)`,
@@ -33,6 +41,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Refine a corpus: the document-stage model keeps or drops each document, the
+    /// chunk-stage model writes a program per chunk, ProX-rs executes it; streaming into a
+    /// resumable run folder, sharded for clusters.
+    Refine(RefineArgs),
     /// Execute stored programs again, without a model: re-run the `doc_program` or
     /// `chunk_program` of each record, with other thresholds or the strict parser.
     Apply(ApplyArgs),
@@ -42,9 +54,29 @@ pub enum Command {
     /// Greedy continuations of prompts with the embedded engine (a model folder or a
     /// `.gguf` file): generated ids and text, finish reason, token counts.
     Generate(GenerateArgs),
+    /// An OpenAI-compatible server (`/v1/completions`, `/v1/models`, `/health`) over the
+    /// embedded engine, batching concurrent requests, so that many workers share one model.
+    Serve(ServeArgs),
     /// Pack documents into training data in litgpt's packed format, as the reference's
     /// `prepare_web` does; `--inspect` reads a packed file back.
     Tokenize(TokenizeArgs),
+    /// Pre-train a proxy model on packed data with ProX's recipe (AdamW, warm-up + cosine,
+    /// clipping, accumulation); checkpoints are Hugging Face folders; `--resume` is exact.
+    Train(TrainArgs),
+    /// Score a model zero-shot on the ten tasks ProX reports (ARC, CommonsenseQA, HellaSwag,
+    /// MMLU, OpenBookQA, PIQA, SIQA, WinoGrande, SciQ), as ProX's lighteval setup does.
+    Eval(EvalArgs),
+    /// Run a refinement on Slurm: `submit` writes and submits a job array (one task per
+    /// index) and, on a run submitted before, submits again only the unfinished tasks.
+    Slurm(SlurmArgs),
+    /// Where a run stands: tasks completed, running, pending and failed, the failed tasks'
+    /// last log lines, and the merged stats.
+    Status(StatusArgs),
+    /// What a run did, as one self-contained HTML file: counts, charts and a sample of
+    /// documents with their diffs (removed lines, replacements) and programs.
+    Report(ReportArgs),
+    /// What a run did to one document, in the terminal: its diff and programs.
+    Show(ShowArgs),
 }
 
 #[cfg(test)]

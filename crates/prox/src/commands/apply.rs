@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use prox_io::{set_field, string_field, Failure, JsonlWriter, Record};
+use prox_io::{set_field, string_field, Failure, JsonlWriter, Record, RecordWriter};
 use prox_program::{DropReason, Executor, Mode, Thresholds, Verdict};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -24,8 +24,9 @@ pub struct ApplyArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
 
-    /// Where to write the documents that are kept (JSON lines). Beside it go
-    /// `<name>.dropped.jsonl`, `<name>.failures.jsonl` and `<name>.summary.json`.
+    /// Where to write the documents that are kept: `.jsonl` (also `.jsonl.gz`, `.jsonl.zst`) or
+    /// `.parquet`. Beside it go `<name>.dropped.<same format>`, `<name>.failures.jsonl` and
+    /// `<name>.summary.json`.
     #[arg(long)]
     pub output: PathBuf,
 
@@ -34,6 +35,27 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = Mode::Faithful)]
     pub mode: Mode,
 
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+
+    /// The field holding the program [default: metadata.doc_program or metadata.chunk_program,
+    /// by stage]. A dotted name reaches into nested objects.
+    #[arg(long)]
+    pub program_field: Option<String>,
+
+    /// The field holding the text the program runs on. The refined text is written to `text`.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+
+    /// Keep dropped documents in the output with `text: ""`, as the reference lays its output
+    /// out, instead of moving them to the dropped file.
+    #[arg(long)]
+    pub keep_dropped: bool,
+}
+
+/// The thresholds of the chunk stage's decision (PROX-SPEC §5), as flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ThresholdArgs {
     /// Keep an edit only if the kept-word ratio is at least this (reference: 0.0).
     #[arg(long, default_value_t = Thresholds::default().threshold_1)]
     pub threshold_1: f64,
@@ -49,20 +71,17 @@ pub struct ApplyArgs {
     /// Drop a refined document with this many words or fewer (reference: 10).
     #[arg(long, default_value_t = Thresholds::default().min_words)]
     pub min_words: usize,
+}
 
-    /// The field holding the program [default: metadata.doc_program or metadata.chunk_program,
-    /// by stage]. A dotted name reaches into nested objects.
-    #[arg(long)]
-    pub program_field: Option<String>,
-
-    /// The field holding the text the program runs on. The refined text is written to `text`.
-    #[arg(long, default_value = "text")]
-    pub text_field: String,
-
-    /// Keep dropped documents in the output with `text: ""`, as the reference lays its output
-    /// out, instead of moving them to the dropped file.
-    #[arg(long)]
-    pub keep_dropped: bool,
+impl ThresholdArgs {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            threshold_1: self.threshold_1,
+            threshold_2: self.threshold_2,
+            error_op: self.error_op,
+            min_words: self.min_words,
+        }
+    }
 }
 
 const APPLY_AFTER_HELP: &str = "\
@@ -113,7 +132,10 @@ impl OutputPaths {
     fn beside(output: &Path) -> Self {
         Self {
             kept: output.to_owned(),
-            dropped: prox_io::beside(output, "dropped.jsonl"),
+            dropped: prox_io::beside(
+                output,
+                &format!("dropped.{}", prox_io::format_ending(output)),
+            ),
             failures: prox_io::beside(output, "failures.jsonl"),
             summary: prox_io::beside(output, "summary.json"),
         }
@@ -152,18 +174,13 @@ impl ApplySummary {
 
 /// The three places a document can end in.
 struct Sinks {
-    kept: JsonlWriter,
-    dropped: Option<JsonlWriter>,
+    kept: RecordWriter,
+    dropped: Option<RecordWriter>,
     failures: JsonlWriter,
 }
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
-    let thresholds = Thresholds {
-        threshold_1: args.threshold_1,
-        threshold_2: args.threshold_2,
-        error_op: args.error_op,
-        min_words: args.min_words,
-    };
+    let thresholds = args.thresholds.thresholds();
     let executor = Executor::new(args.mode, thresholds);
     let program_field = args
         .program_field
@@ -179,11 +196,11 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
     );
 
     let mut sinks = Sinks {
-        kept: JsonlWriter::create(&paths.kept)?,
+        kept: RecordWriter::create(&paths.kept)?,
         dropped: if args.keep_dropped {
             None
         } else {
-            Some(JsonlWriter::create(&paths.dropped)?)
+            Some(RecordWriter::create(&paths.dropped)?)
         },
         failures: JsonlWriter::create(&paths.failures)?,
     };
@@ -197,7 +214,15 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
         program: program_field,
     };
 
-    for item in prox_io::open_all_records(&files) {
+    // Reading (decompression, JSON parsing) runs on its own thread, ahead of the programs.
+    let records = prox_io::read_ahead(256, 8, move |emit| {
+        for item in prox_io::open_all_records(&files) {
+            if emit(item).is_break() {
+                return;
+            }
+        }
+    });
+    for item in records {
         match item {
             Ok(Ok(record)) => {
                 summary.documents_in += 1;

@@ -58,8 +58,9 @@ Decoding is greedy and does not depend on --batch-size.
 
 --model resolves like the Hugging Face tools: an existing local path, else a hub id looked up
 in $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (models--org--name/, at
-refs/<revision> or snapshots/<revision>). ProX-rs does not download: fetch a model with
-`huggingface-cli download org/name` where the hub is reachable.
+refs/<revision> or snapshots/<revision>); a hub id not in the cache is downloaded into it
+(config, tokenizer and safetensors files, or the repository's one .gguf file) unless
+HF_HUB_OFFLINE=1.
 
 --quantize q8_0 or q4_k computes the projections with 8-bit (or 4-bit k-quant) weights and
 8-bit activations; the rows of every weight must be a multiple of 32 (q8_0) or 256 (q4_k)
@@ -89,23 +90,39 @@ struct Pending {
     prompt_ids: Vec<u32>,
 }
 
-pub fn run(args: &GenerateArgs) -> anyhow::Result<Completion> {
-    let options = LoadOptions {
-        dtype: match args.dtype {
+/// How the `--dtype` and `--quantize` flags load a model (shared by the commands that run one).
+pub fn load_options(dtype: ComputeDtype, quantize: Option<Quantization>) -> LoadOptions {
+    LoadOptions {
+        dtype: match dtype {
             ComputeDtype::F32 => DType::F32,
             ComputeDtype::Bf16 => DType::BF16,
         },
-        quantize: args.quantize.map(|q| match q {
+        quantize: quantize.map(|q| match q {
             Quantization::Q8_0 => GgmlDType::Q8_0,
             Quantization::Q4K => GgmlDType::Q4K,
         }),
         ..LoadOptions::default()
-    };
-    let path = prox_engine::resolve_model(&args.model, args.revision.as_deref())
-        .with_context(|| format!("cannot find the model {}", args.model))?;
-    let model = Model::load(&path, &options)
+    }
+}
+
+/// Resolves a model name (a path, or a hub id found in or downloaded to the cache) and loads
+/// it.
+pub fn load_model(
+    name: &str,
+    revision: Option<&str>,
+    options: &LoadOptions,
+) -> anyhow::Result<Model> {
+    let path = prox_engine::resolve_model(name, revision)
+        .with_context(|| format!("cannot find the model {name}"))?;
+    let model = Model::load(&path, options)
         .with_context(|| format!("cannot load the model {}", path.display()))?;
     tracing::info!(model = %path.display(), "model loaded");
+    Ok(model)
+}
+
+pub fn run(args: &GenerateArgs) -> anyhow::Result<Completion> {
+    let options = load_options(args.dtype, args.quantize);
+    let model = load_model(&args.model, args.revision.as_deref(), &options)?;
 
     let mut output = JsonlWriter::create(&args.output)?;
     let mut failures = JsonlWriter::create(&prox_io::beside(&args.output, "failures.jsonl"))?;

@@ -1,0 +1,59 @@
+//! The evaluation's error type: what went wrong, with the task, file or row it concerns.
+
+use std::path::PathBuf;
+
+/// An error from reading evaluation data, building requests or scoring them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A task name that is not one of the known tasks.
+    #[error("unknown task `{name}`; known: prox10, arc:easy, arc:challenge, commonsense_qa, hellaswag, mmlu, mmlu:<subject> (57 subjects), openbookqa, piqa, siqa, winogrande, sciq")]
+    UnknownTask { name: String },
+    /// The data folder does not hold the split a task needs.
+    #[error("{task}: split `{split}` not found in {data}\n{hint}")]
+    SplitNotFound {
+        task: String,
+        split: String,
+        data: PathBuf,
+        hint: String,
+    },
+    /// A data file could not be opened or decoded.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A row the task's prompt function cannot turn into a document (a missing or
+    /// malformed column).
+    #[error("{task}: row {row_index} of split `{split}`: {reason}")]
+    Row {
+        task: String,
+        split: String,
+        row_index: usize,
+        reason: String,
+    },
+    /// Tokenizing a request failed.
+    #[error("{task}: row {row_index}: cannot tokenize a request")]
+    Tokenize {
+        task: String,
+        row_index: usize,
+        #[source]
+        source: prox_tokenizer::Error,
+    },
+    /// A request the model cannot score (its continuation does not fit the context).
+    #[error("{task}: row {row_index}: {reason}")]
+    Request {
+        task: String,
+        row_index: usize,
+        reason: String,
+    },
+    /// The model or tokenizer lacks something scoring needs.
+    #[error("{0}")]
+    Model(String),
+    /// A tensor operation failed while scoring.
+    #[error("model computation failed")]
+    Compute(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

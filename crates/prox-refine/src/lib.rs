@@ -1,0 +1,36 @@
+//! The ProX refining pipeline, as a library.
+//!
+//! A run reads documents from input files, asks a document-stage model whether to keep each
+//! one, asks a chunk-stage model for a program per chunk of each kept document, executes the
+//! programs, and writes every document to exactly one place: the output, the dropped files
+//! (with stage and reason) or the failures files (with the error). The layout of the run
+//! folder is fixed in `docs/run-folder.md`.
+//!
+//! - [`Plan`] splits the inputs into shards and assigns them to tasks, deterministically.
+//! - [`Backend`] is the model side: [`EmbeddedBackend`] runs a model in this process,
+//!   [`OpenAiBackend`] sends the prompts to an OpenAI-compatible server.
+//! - [`Refiner`] takes a batch of [`Document`]s through the stages and returns where each
+//!   one ends ([`Destination`]).
+//! - [`RunFolder`] and [`run_task`] make a task resumable: outputs are committed in parts,
+//!   each followed by a progress checkpoint; a rerun continues from the last checkpoint.
+//! - [`Stats`] counts everything, and the counts add up.
+
+mod backend;
+mod document;
+mod error;
+mod openai;
+mod plan;
+mod refiner;
+mod run;
+mod stats;
+mod task;
+
+pub use backend::{Backend, EmbeddedBackend, GenRequest, GenResult};
+pub use document::{Document, DocumentSource};
+pub use error::{Error, Result};
+pub use openai::OpenAiBackend;
+pub use plan::{Plan, Shard, SplitPolicy};
+pub use refiner::{Destination, Refiner, RefinerOptions, Stages};
+pub use run::{RunConfig, RunFolder};
+pub use stats::Stats;
+pub use task::{run_task, Progress, TaskOptions, TaskReport};

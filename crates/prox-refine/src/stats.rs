@@ -1,0 +1,221 @@
+//! The counts of a task or a run, as `docs/run-folder.md` lays them out.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the documents went. `input = output + dropped + failed` and
+/// `output = unchanged + modified + ignored`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocumentCounts {
+    pub input: u64,
+    pub output: u64,
+    pub unchanged: u64,
+    pub modified: u64,
+    pub ignored: u64,
+    pub dropped: u64,
+    pub failed: u64,
+}
+
+/// The model work of one stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageCounts {
+    /// Documents that reached the stage.
+    pub documents: u64,
+    pub prompts: u64,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    /// Document-stage prompts cut to the token budget.
+    pub truncated_prompts: u64,
+    /// Time spent waiting for the model.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageStats {
+    pub doc: StageCounts,
+    pub chunk: StageCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramCounts {
+    /// Calls by function name (`drop_doc`, `keep_doc`, `remove_lines`, `normalize`,
+    /// `untouch_doc`, `other` for any other no-op).
+    pub calls: BTreeMap<String, u64>,
+    /// Program lines with errors, over all programs.
+    pub parse_errors: u64,
+    /// Chunk programs ignored for having too many errors.
+    pub ignored: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    /// `output / input`.
+    pub kept_ratio: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WordCounts {
+    pub input: u64,
+    pub output: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seconds {
+    pub total: f64,
+    /// Waiting for a model.
+    pub model: f64,
+    /// Everything else: reading, prompts, programs, writing.
+    pub io: f64,
+}
+
+/// Rates per second of task time (summed over tasks, so a run's rates are per task).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub documents_per_second: f64,
+    pub input_mb_per_second: f64,
+    pub prompt_tokens_per_second: f64,
+    pub generated_tokens_per_second: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// Input files (or slices of them) that could not be opened or read to their end; their
+    /// documents that were read are counted, the error is in the failures files.
+    pub failed: u64,
+}
+
+/// Everything a task counts; tasks' stats add up to the run's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub documents: DocumentCounts,
+    /// Dropped documents by reason: `empty`, `doc_program`, `low_ratio`, `few_words`,
+    /// `no_words`.
+    pub dropped: BTreeMap<String, u64>,
+    pub stages: StageStats,
+    pub programs: ProgramCounts,
+    pub tokens: TokenCounts,
+    pub words: WordCounts,
+    pub files: FileCounts,
+    pub seconds: Seconds,
+    pub throughput: Throughput,
+    /// Input bytes read (as JSON), for throughput.
+    pub bytes_in: u64,
+}
+
+impl Stats {
+    /// Whether every document is in exactly one place.
+    pub fn is_balanced(&self) -> bool {
+        let d = &self.documents;
+        d.input == d.output + d.dropped + d.failed
+            && d.output == d.unchanged + d.modified + d.ignored
+            && d.dropped == self.dropped.values().sum::<u64>()
+    }
+
+    /// Adds another task's counts to these.
+    pub fn add(&mut self, other: &Stats) {
+        let (d, o) = (&mut self.documents, &other.documents);
+        d.input += o.input;
+        d.output += o.output;
+        d.unchanged += o.unchanged;
+        d.modified += o.modified;
+        d.ignored += o.ignored;
+        d.dropped += o.dropped;
+        d.failed += o.failed;
+        add_map(&mut self.dropped, &other.dropped);
+        for (mine, theirs) in [
+            (&mut self.stages.doc, &other.stages.doc),
+            (&mut self.stages.chunk, &other.stages.chunk),
+        ] {
+            mine.documents += theirs.documents;
+            mine.prompts += theirs.prompts;
+            mine.prompt_tokens += theirs.prompt_tokens;
+            mine.generated_tokens += theirs.generated_tokens;
+            mine.truncated_prompts += theirs.truncated_prompts;
+            mine.seconds += theirs.seconds;
+        }
+        add_map(&mut self.programs.calls, &other.programs.calls);
+        self.programs.parse_errors += other.programs.parse_errors;
+        self.programs.ignored += other.programs.ignored;
+        self.tokens.input += other.tokens.input;
+        self.tokens.output += other.tokens.output;
+        self.words.input += other.words.input;
+        self.words.output += other.words.output;
+        self.files.failed += other.files.failed;
+        self.seconds.total += other.seconds.total;
+        self.seconds.model += other.seconds.model;
+        self.seconds.io += other.seconds.io;
+        self.bytes_in += other.bytes_in;
+        self.update_ratios();
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: &str) {
+        self.documents.dropped += 1;
+        *self.dropped.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count_call(&mut self, name: &str) {
+        *self.programs.calls.entry(name.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn update_ratios(&mut self) {
+        self.tokens.kept_ratio = if self.tokens.input == 0 {
+            0.0
+        } else {
+            self.tokens.output as f64 / self.tokens.input as f64
+        };
+        self.seconds.io = (self.seconds.total - self.seconds.model).max(0.0);
+        let per_second = |count: u64| {
+            if self.seconds.total > 0.0 {
+                count as f64 / self.seconds.total
+            } else {
+                0.0
+            }
+        };
+        let stages = [&self.stages.doc, &self.stages.chunk];
+        self.throughput = Throughput {
+            documents_per_second: per_second(self.documents.input),
+            input_mb_per_second: per_second(self.bytes_in) / 1e6,
+            prompt_tokens_per_second: per_second(stages.iter().map(|s| s.prompt_tokens).sum()),
+            generated_tokens_per_second: per_second(
+                stages.iter().map(|s| s.generated_tokens).sum(),
+            ),
+        };
+    }
+}
+
+fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (key, count) in from {
+        *into.entry(key.clone()).or_default() += count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_stats_keeps_them_balanced_and_sums_every_count() {
+        let mut a = Stats::default();
+        a.documents.input = 3;
+        a.documents.output = 2;
+        a.documents.modified = 2;
+        a.count_drop("low_ratio");
+        a.tokens.input = 10;
+        a.tokens.output = 4;
+        let mut b = a.clone();
+        b.count_drop("doc_program");
+        b.documents.input += 1;
+        assert!(a.is_balanced() && b.is_balanced());
+        a.add(&b);
+        assert!(a.is_balanced());
+        assert_eq!(a.documents.input, 7);
+        assert_eq!(a.dropped["low_ratio"], 2);
+        assert_eq!(a.dropped["doc_program"], 1);
+        assert!((a.tokens.kept_ratio - 0.4).abs() < 1e-12);
+        a.documents.failed += 1;
+        assert!(!a.is_balanced());
+    }
+}

@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+/// Why a run folder could not be read or a report not written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{path} is not a run folder: it has none of output/, dropped/, failures/, stats.json")]
+    NotARunFolder { path: PathBuf },
+    #[error("cannot list {path}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid stats JSON")]
+    Stats {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Records(#[from] prox_io::Error),
+    #[error("cannot draw the chart `{chart}`: {message}")]
+    Chart {
+        chart: &'static str,
+        message: String,
+    },
+    #[error("cannot render the report")]
+    Render(#[from] minijinja::Error),
+}

@@ -1,0 +1,81 @@
+//! Training throughput on the CPU: tokens per second and model FLOP utilisation of full
+//! optimiser steps (forward, backward, clipping, AdamW) for a small Llama.
+//!
+//!     cargo run --release -p prox-train --example bench -- [--hidden 256] [--layers 8]
+//!         [--seq-len 512] [--micro-batch 4] [--steps 5] [--peak-gflops 166]
+//!
+//! Pin the core count with RAYON_NUM_THREADS (candle's matmuls use that pool). The same recipe
+//! in PyTorch: `scripts/bench-train.sh`.
+
+use std::time::Instant;
+
+use prox_engine::Device;
+use prox_train::optim::AdamWConfig;
+use prox_train::{accumulate_gradients, apply_step, AdamW, Rng, TrainableModel};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let hidden = arg("--hidden", 256);
+    let layers = arg("--layers", 8);
+    let seq_len = arg("--seq-len", 512);
+    let micro_batch = arg("--micro-batch", 4);
+    let steps = arg("--steps", 5);
+    let peak_gflops = arg("--peak-gflops", 166) as f64;
+    let base = prox_train::named_config("tiny").ok_or("no tiny config")?;
+    let cfg = prox_engine::Config {
+        hidden_size: hidden,
+        num_layers: layers,
+        intermediate_size: hidden * 11 / 4,
+        head_dim: hidden / base.num_heads,
+        ..base
+    };
+    let model = TrainableModel::init(&cfg, 1, &Device::Cpu)?;
+    let sizes: Vec<usize> = model.params.iter().map(|(_, v)| v.elem_count()).collect();
+    let mut params = model.host_params()?;
+    let mut optimizer = AdamW::new(AdamWConfig::default(), &sizes);
+    let mut rng = Rng::new(7);
+    let mut batch = || -> Vec<Vec<u32>> {
+        (0..micro_batch)
+            .map(|_| {
+                (0..=seq_len)
+                    .map(|_| rng.below(cfg.vocab_size as u64) as u32)
+                    .collect()
+            })
+            .collect()
+    };
+
+    // Model FLOPs per token (PaLM appendix B): 6 per weight outside the embedding lookup,
+    // plus attention's score and value products, forward and backward.
+    let weights = cfg.num_parameters() - cfg.vocab_size * cfg.hidden_size;
+    let attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len;
+    let flops_per_token = (6 * weights + attention) as f64;
+    let tokens_per_step = (micro_batch * seq_len) as f64;
+
+    // One step to warm caches and allocators, then the timed ones.
+    let (_, grads) = accumulate_gradients(&model, &[batch()])?;
+    apply_step(&model, &mut params, &mut optimizer, grads, 5e-4, 1.0)?;
+    let started = Instant::now();
+    for _ in 0..steps {
+        let (_, grads) = accumulate_gradients(&model, &[batch()])?;
+        apply_step(&model, &mut params, &mut optimizer, grads, 5e-4, 1.0)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens_per_s = tokens_per_step * steps as f64 / seconds;
+    let achieved = tokens_per_s * flops_per_token / 1e9;
+    println!(
+        "prox-train: hidden {hidden}, {layers} layers, {} parameters, seq {seq_len} x {micro_batch}: \
+         {tokens_per_s:.0} tokens/s, {:.3} s/step, {achieved:.1} GFLOP/s = {:.1}% of {peak_gflops} GFLOP/s",
+        cfg.num_parameters(),
+        seconds / steps as f64,
+        100.0 * achieved / peak_gflops
+    );
+    Ok(())
+}

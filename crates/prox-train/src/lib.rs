@@ -1,0 +1,54 @@
+//! Pre-training proxy models on litgpt packed data with ProX's recipe, on the engine's Llama
+//! (candle autograd): the loop that lets ProX-rs users compare models trained on raw and on
+//! refined corpora at small scale.
+//!
+//! - [`data`]: blocks of `seq_len + 1` tokens from `*.bin` files as the reference's
+//!   `PackedDataset` reads them, seeded shuffling, weighted mixing of folders.
+//! - [`optim`] and [`schedule`]: AdamW with decoupled weight decay on every parameter,
+//!   clipping by total norm, linear warm-up then cosine decay.
+//! - [`Trainer`]: gradient accumulation from micro-batch to global batch, validation,
+//!   checkpoints as Hugging Face folders plus optimiser state, and resuming to exactly the
+//!   state of an uninterrupted run; `metrics.jsonl` and `loss.svg` in the output folder.
+//!
+//! ```no_run
+//! use prox_train::{DataSource, ModelInit, Recipe, Silent, TrainOptions, Trainer};
+//!
+//! let options = TrainOptions {
+//!     data: vec![DataSource::new("data/refined")],
+//!     val_data: vec![],
+//!     out: "runs/refined".into(),
+//!     model: ModelInit::Fresh(prox_train::named_config("tiny").unwrap()),
+//!     tokenizer: Some("tokenizers/llama2".into()),
+//!     recipe: Recipe { seq_len: 512, max_steps: 300, warmup_steps: 30, ..Recipe::default() },
+//!     save_interval: 100,
+//!     eval_interval: 0,
+//!     eval_iters: 0,
+//!     resume: true,
+//!     device: prox_engine::Device::Cpu,
+//! };
+//! let mut trainer = Trainer::new(options)?;
+//! trainer.run(&mut Silent, None)?;
+//! # Ok::<(), prox_train::Error>(())
+//! ```
+
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+mod rng;
+pub mod schedule;
+mod trainer;
+
+pub use crate::data::{DataSource, MixedStream};
+pub use crate::error::{Error, Result};
+pub use crate::metrics::StepMetrics;
+pub use crate::model::{named_config, TrainableModel, NAMED_CONFIGS};
+pub use crate::optim::{AdamW, AdamWConfig};
+pub use crate::rng::Rng;
+pub use crate::schedule::LrSchedule;
+pub use crate::trainer::{
+    accumulate_gradients, apply_step, block_loss, ModelInit, Recipe, Reporter, Silent,
+    TrainOptions, Trainer,
+};

@@ -1,0 +1,380 @@
+//! `prox train`: pre-train a proxy model on litgpt packed data with ProX's recipe.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use prox_train::{DataSource, ModelInit, Recipe, Reporter, StepMetrics, TrainOptions, Trainer};
+use serde::Deserialize;
+
+use crate::commands::Completion;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = TRAIN_AFTER_HELP)]
+pub struct TrainArgs {
+    /// A folder of packed files (`*.bin`, as `prox tokenize` writes them). Repeat to mix
+    /// folders; --weight gives each its share.
+    #[arg(long, value_name = "DIR")]
+    pub data: Vec<PathBuf>,
+
+    /// The mixture weight of each --data folder, in order (default: equal).
+    #[arg(long, value_name = "W")]
+    pub weight: Vec<f64>,
+
+    /// A folder of held-out packed files for the validation loss (read in order).
+    #[arg(long, value_name = "DIR")]
+    pub val_data: Vec<PathBuf>,
+
+    /// The run folder: `metrics.jsonl`, `loss.svg`, `checkpoints/step-NNNNNNNN/`.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// A YAML file with any of this command's settings (snake_case keys, e.g. `seq_len`,
+    /// `max_steps`, `data: [{dir, prefix, weight}]`); flags given on the command line win.
+    #[arg(long, value_name = "FILE.yaml")]
+    pub config: Option<PathBuf>,
+
+    /// The model shape of a fresh model: `tiny` (hidden 256, 8 layers), `0.3b` (the ProX
+    /// refiner / TLM-XS shape), or a Hugging Face `config.json`.
+    #[arg(long, value_name = "tiny|0.3b|CONFIG.json")]
+    pub model_config: Option<String>,
+
+    /// Continue training the weights of a Hugging Face model folder instead of a fresh model.
+    #[arg(long, value_name = "DIR", conflicts_with = "model_config")]
+    pub init_from: Option<PathBuf>,
+
+    /// Override the vocabulary size of a named --model-config (default 32000, Llama-2's).
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+
+    /// A folder whose tokenizer files (`tokenizer.json`, `tokenizer.model`,
+    /// `tokenizer_config.json`…) are copied into every checkpoint (default: --init-from's).
+    #[arg(long, value_name = "DIR")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// Tokens per training sequence.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Sequences per forward and backward pass.
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    /// Sequences per optimiser step (a multiple of --micro-batch: gradients accumulate).
+    #[arg(long)]
+    pub global_batch: Option<usize>,
+    /// Optimiser steps of the whole run (the cosine ends here).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning rate at the end of the cosine decay.
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+    /// Steps of linear warm-up.
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Decoupled weight decay (every parameter).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub beta1: Option<f64>,
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    /// Maximum total gradient norm (0: no clipping).
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// Seeds the initial weights, the file order and the block order.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Files read together, whose blocks are shuffled together (the reference's `n_chunks`).
+    #[arg(long)]
+    pub window_files: Option<usize>,
+
+    /// Steps between checkpoints (the last step always gets one).
+    #[arg(long)]
+    pub save_interval: Option<u64>,
+    /// Steps between validations (with --val-data).
+    #[arg(long)]
+    pub eval_interval: Option<u64>,
+    /// Micro-batches per validation.
+    #[arg(long)]
+    pub eval_iters: Option<u64>,
+    /// Steps between progress lines on standard error.
+    #[arg(long)]
+    pub log_interval: Option<u64>,
+
+    /// Continue from the last checkpoint in --out (starts afresh if there is none).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+const TRAIN_AFTER_HELP: &str = "\
+The recipe is the reference's (its 0.3B pretraining config): AdamW with decoupled weight decay
+on every parameter (eps 1e-8), linear warm-up then cosine decay to --min-lr at --max-steps,
+gradient clipping by total norm, gradient accumulation from --micro-batch to --global-batch,
+mean next-token cross-entropy, float32. Blocks of --seq-len + 1 tokens are read from the packed
+files as litgpt's PackedDataset reads them, shuffled with --seed; several --data folders are
+mixed by --weight, as the reference's train_data_config.
+
+Each checkpoint (checkpoints/step-NNNNNNNN/) is a Hugging Face model folder that `prox eval`
+and `prox generate` load as it is, plus optimizer.safetensors and trainer_state.json. A killed
+run loses at most the steps since its last checkpoint: `--resume` with the same settings
+reaches exactly the state an uninterrupted run would have.
+
+Runs at the reference's scale (0.3B-1.7B models, billions of tokens, many GPUs) belong to
+litgpt, which reads the same packed files.";
+
+/// The YAML settings file: the flags' names in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainFile {
+    data: Option<Vec<DataSource>>,
+    val_data: Option<Vec<DataSource>>,
+    model_config: Option<String>,
+    init_from: Option<PathBuf>,
+    vocab_size: Option<usize>,
+    tokenizer: Option<PathBuf>,
+    seq_len: Option<usize>,
+    micro_batch: Option<usize>,
+    global_batch: Option<usize>,
+    max_steps: Option<u64>,
+    lr: Option<f64>,
+    min_lr: Option<f64>,
+    warmup: Option<u64>,
+    weight_decay: Option<f64>,
+    beta1: Option<f64>,
+    beta2: Option<f64>,
+    grad_clip: Option<f64>,
+    seed: Option<u64>,
+    window_files: Option<usize>,
+    save_interval: Option<u64>,
+    eval_interval: Option<u64>,
+    eval_iters: Option<u64>,
+    log_interval: Option<u64>,
+}
+
+/// Prints a progress line every `interval` steps.
+struct ProgressLines {
+    interval: u64,
+    max_steps: u64,
+}
+
+impl Reporter for ProgressLines {
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
+    fn step(&mut self, m: &StepMetrics) {
+        if m.step % self.interval == 0 || m.step == self.max_steps || m.step == 1 {
+            tracing::info!(
+                "step {}/{}  loss {:.4}  lr {:.3e}  grad-norm {:.3}  {:.0} tokens/s  ETA {}",
+                m.step,
+                self.max_steps,
+                m.loss,
+                m.lr,
+                m.grad_norm,
+                m.tokens_per_s,
+                duration(m.eta_s)
+            );
+        }
+    }
+
+    fn validation(&mut self, step: u64, loss: f64) {
+        tracing::info!("step {step}: validation loss {loss:.4}");
+    }
+
+    fn checkpoint(&mut self, step: u64, dir: &Path) {
+        tracing::info!("step {step}: checkpoint {}", dir.display());
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
+    let file: TrainFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_yaml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+        }
+        None => TrainFile::default(),
+    };
+    let log_interval = args.log_interval.or(file.log_interval).unwrap_or(10).max(1);
+    let options = resolve(args, file)?;
+    let max_steps = options.recipe.max_steps;
+    let mut trainer = Trainer::new(options).context("cannot start training")?;
+    match trainer.resumed_from() {
+        Some(dir) => tracing::info!("resuming from {} (step {})", dir.display(), trainer.step()),
+        None => tracing::info!(
+            "training a model of {} parameters for {max_steps} steps",
+            trainer.model().num_parameters()
+        ),
+    }
+    let mut reporter = ProgressLines {
+        interval: log_interval,
+        max_steps,
+    };
+    let last = trainer
+        .run(&mut reporter, None)
+        .context("training failed")?;
+    if let Some(dir) = last {
+        tracing::info!("done: the final model is {}", dir.display());
+    }
+    Ok(Completion::Clean)
+}
+
+/// Folds the command line over the settings file over the defaults.
+fn resolve(args: &TrainArgs, file: TrainFile) -> anyhow::Result<TrainOptions> {
+    let data = if args.data.is_empty() {
+        file.data.unwrap_or_default()
+    } else {
+        if !args.weight.is_empty() && args.weight.len() != args.data.len() {
+            anyhow::bail!(
+                "{} --weight values for {} --data folders: give one per folder, or none",
+                args.weight.len(),
+                args.data.len()
+            );
+        }
+        args.data
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| DataSource {
+                weight: args.weight.get(i).copied().unwrap_or(1.0),
+                ..DataSource::new(dir)
+            })
+            .collect()
+    };
+    if data.is_empty() {
+        anyhow::bail!("no training data: give --data DIR (or `data:` in --config)");
+    }
+    let val_data = if args.val_data.is_empty() {
+        file.val_data.unwrap_or_default()
+    } else {
+        args.val_data.iter().map(DataSource::new).collect()
+    };
+
+    let init_from = args.init_from.clone().or(file.init_from);
+    let model_config = args.model_config.clone().or(file.model_config);
+    let vocab_size = args.vocab_size.or(file.vocab_size);
+    let model = match (init_from, model_config) {
+        (Some(dir), None) => ModelInit::Pretrained(dir),
+        (Some(_), Some(_)) => anyhow::bail!("give --init-from or --model-config, not both"),
+        (None, name) => {
+            let name = name.unwrap_or_else(|| "tiny".to_owned());
+            let mut cfg = match prox_train::named_config(&name) {
+                Some(cfg) => cfg,
+                None if Path::new(&name).is_file() => {
+                    prox_train::model::config_from_file(Path::new(&name))?
+                }
+                None => anyhow::bail!(
+                    "--model-config {name}: neither a named shape ({}) nor a config.json file",
+                    prox_train::NAMED_CONFIGS.join(", ")
+                ),
+            };
+            if let Some(vocab) = vocab_size {
+                cfg.vocab_size = vocab;
+            }
+            ModelInit::Fresh(cfg)
+        }
+    };
+
+    let defaults = Recipe::default();
+    let mut adamw = defaults.adamw;
+    adamw.weight_decay = args
+        .weight_decay
+        .or(file.weight_decay)
+        .unwrap_or(adamw.weight_decay);
+    adamw.beta1 = args.beta1.or(file.beta1).unwrap_or(adamw.beta1);
+    adamw.beta2 = args.beta2.or(file.beta2).unwrap_or(adamw.beta2);
+    let recipe = Recipe {
+        seq_len: args.seq_len.or(file.seq_len).unwrap_or(defaults.seq_len),
+        micro_batch: args
+            .micro_batch
+            .or(file.micro_batch)
+            .unwrap_or(defaults.micro_batch),
+        global_batch: args
+            .global_batch
+            .or(file.global_batch)
+            .unwrap_or(defaults.global_batch),
+        max_steps: args
+            .max_steps
+            .or(file.max_steps)
+            .unwrap_or(defaults.max_steps),
+        lr: args.lr.or(file.lr).unwrap_or(defaults.lr),
+        min_lr: args.min_lr.or(file.min_lr).unwrap_or(defaults.min_lr),
+        warmup_steps: args.warmup.or(file.warmup).unwrap_or(defaults.warmup_steps),
+        adamw,
+        grad_clip: args
+            .grad_clip
+            .or(file.grad_clip)
+            .unwrap_or(defaults.grad_clip),
+        seed: args.seed.or(file.seed).unwrap_or(defaults.seed),
+        window_files: args
+            .window_files
+            .or(file.window_files)
+            .unwrap_or(defaults.window_files),
+    };
+    Ok(TrainOptions {
+        data,
+        val_data,
+        out: args.out.clone(),
+        model,
+        tokenizer: args.tokenizer.clone().or(file.tokenizer),
+        recipe,
+        save_interval: args.save_interval.or(file.save_interval).unwrap_or(100),
+        eval_interval: args.eval_interval.or(file.eval_interval).unwrap_or(100),
+        eval_iters: args.eval_iters.or(file.eval_iters).unwrap_or(10),
+        resume: args.resume,
+        device: prox_engine::Device::Cpu,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(args: &[&str]) -> TrainArgs {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args
+    }
+
+    #[test]
+    fn flags_win_over_the_settings_file_which_wins_over_defaults() {
+        let args = parse(&[
+            "--data", "a", "--data", "b", "--weight", "3", "--weight", "1", "--out", "o", "--lr",
+            "1e-3",
+        ]);
+        let file: TrainFile =
+            serde_yaml::from_str("lr: 2.0e-3\nmax_steps: 50\nmodel_config: 0.3b\n")
+                .unwrap_or_default();
+        let options = resolve(&args, file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(options.recipe.lr, 1e-3);
+        assert_eq!(options.recipe.max_steps, 50);
+        assert_eq!(options.recipe.seq_len, 2048);
+        assert_eq!(options.data[0].weight, 3.0);
+        assert!(matches!(options.model, ModelInit::Fresh(ref c) if c.hidden_size == 1280));
+    }
+
+    #[test]
+    fn unknown_settings_and_mismatched_weights_are_refused() {
+        assert!(serde_yaml::from_str::<TrainFile>("learning_rate: 1\n").is_err());
+        let args = parse(&[
+            "--data", "a", "--weight", "3", "--weight", "1", "--out", "o",
+        ]);
+        let err = resolve(&args, TrainFile::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("--weight")));
+    }
+}
