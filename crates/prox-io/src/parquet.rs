@@ -11,9 +11,13 @@ use arrow_array::RecordBatch;
 use arrow_json::writer::LineDelimited;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -293,27 +297,39 @@ impl ParquetWriter {
             .file
             .take()
             .ok_or_else(|| self.write_error("the Parquet writer has no file"))?;
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
-            .map_err(|e| self.write_error(e))?;
-        let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        // The Arrow writer lays out the file (schema, Arrow metadata); row groups are then
+        // written column by column, the columns encoded and compressed in parallel.
+        let (file_writer, columns) =
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|e| self.write_error(e))?;
+        let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
             .with_batch_size(DECODE_ROWS)
             .with_coerce_primitive(true)
             .with_strict_mode(true)
             .build_decoder()
             .map_err(|e| self.write_error(e))?;
-        // Encoding (Arrow conversion, compression) runs on its own thread, overlapping with
-        // whatever produces the records.
+        // Encoding runs on its own thread, overlapping with whatever produces the records.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
-        let thread = std::thread::spawn(move || -> Result<ArrowWriter<AtomicFile>, String> {
+        let thread = std::thread::spawn(move || -> Result<FileWriter, String> {
+            let mut file_writer = file_writer;
+            let mut row_groups = 0;
             for rows in receiver {
+                let mut batches = Vec::new();
                 for rows in rows.chunks(DECODE_ROWS) {
                     decoder.serialize(rows).map_err(|e| e.to_string())?;
                     if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
-                        writer.write(&batch).map_err(|e| e.to_string())?;
+                        batches.push(batch);
                     }
                 }
+                if batches.is_empty() {
+                    continue;
+                }
+                write_row_group(&mut file_writer, &columns, &schema, row_groups, &batches)
+                    .map_err(|e| e.to_string())?;
+                row_groups += 1;
             }
-            Ok(writer)
+            Ok(file_writer)
         });
         self.encoder = Some(Encoder { sender, thread });
         Ok(())
@@ -348,22 +364,66 @@ impl ParquetWriter {
         let Some(encoder) = self.encoder.take() else {
             return Err(self.write_error("the Parquet writer was not started"));
         };
-        let writer = encoder.join().map_err(|e| self.write_error(e))?;
-        let file = writer.into_inner().map_err(|e| self.write_error(e))?;
+        let file_writer = encoder.join().map_err(|e| self.write_error(e))?;
+        let file = file_writer.into_inner().map_err(|e| self.write_error(e))?;
         file.commit()?;
         Ok(self.records)
     }
 }
 
+type FileWriter = parquet::file::writer::SerializedFileWriter<AtomicFile>;
+
+/// Writes the batches as one row group, each column encoded and compressed on the rayon pool
+/// (the long text columns dominate the cost, so they run side by side).
+fn write_row_group(
+    file_writer: &mut FileWriter,
+    columns: &ArrowRowGroupWriterFactory,
+    schema: &Schema,
+    index: usize,
+    batches: &[RecordBatch],
+) -> parquet::errors::Result<()> {
+    let writers = columns.create_column_writers(index)?;
+    let mut leaves: Vec<Vec<ArrowLeafColumn>> = writers.iter().map(|_| Vec::new()).collect();
+    for batch in batches {
+        let mut slots = leaves.iter_mut();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                slots
+                    .next()
+                    .ok_or_else(|| {
+                        parquet::errors::ParquetError::General("more leaves than columns".into())
+                    })?
+                    .push(leaf);
+            }
+        }
+    }
+    let chunks: Vec<parquet::errors::Result<ArrowColumnChunk>> = writers
+        .into_par_iter()
+        .zip(leaves)
+        .map(|(mut writer, leaves)| {
+            for leaf in &leaves {
+                writer.write(leaf)?;
+            }
+            writer.close()
+        })
+        .collect();
+    let mut row_group = file_writer.next_row_group()?;
+    for chunk in chunks {
+        chunk?.append_to_row_group(&mut row_group)?;
+    }
+    row_group.close()?;
+    Ok(())
+}
+
 /// The thread that encodes batches of records.
 struct Encoder {
     sender: std::sync::mpsc::SyncSender<Vec<Value>>,
-    thread: std::thread::JoinHandle<Result<ArrowWriter<AtomicFile>, String>>,
+    thread: std::thread::JoinHandle<Result<FileWriter, String>>,
 }
 
 impl Encoder {
     /// Waits until every batch sent is encoded; the writer, or the first error.
-    fn join(self) -> Result<ArrowWriter<AtomicFile>, String> {
+    fn join(self) -> Result<FileWriter, String> {
         drop(self.sender);
         self.thread
             .join()
