@@ -58,6 +58,9 @@ pub struct EmbeddedBackend {
     batch_size: usize,
     /// Score `drop_doc()`/`keep_doc()` after one prefill instead of decoding.
     choose_doc: bool,
+    /// The token ids of each document-stage answer as the model generates it, ended by EOS
+    /// (so that a candidate is greedy only if free decoding would stop right after it).
+    answer_candidates: Vec<Vec<u32>>,
 }
 
 impl EmbeddedBackend {
@@ -69,11 +72,23 @@ impl EmbeddedBackend {
                 "the model has no tokenizer (tokenizer.json or tokenizer.model)",
             )
         })?;
+        let eos = model.llama.config().eos_token_ids.first().copied();
+        let answer_candidates = DOC_ANSWERS
+            .iter()
+            .map(|answer| {
+                let mut ids = tokenizer
+                    .encode(answer, false)
+                    .map_err(|e| Error::Backend(format!("cannot encode {answer}: {e}")))?;
+                ids.extend(eos);
+                Ok(ids)
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             model,
             tokenizer,
             batch_size: batch_size.max(1),
             choose_doc,
+            answer_candidates,
         })
     }
 
@@ -85,23 +100,6 @@ impl EmbeddedBackend {
                 generated_tokens: ids.len(),
             })
             .map_err(|e| format!("cannot decode the generated tokens: {e}"))
-    }
-
-    /// The token ids of each document-stage answer as the model generates it, ended by EOS
-    /// (so that a candidate is greedy only if free decoding would stop right after it).
-    fn answer_candidates(&self) -> Result<Vec<Vec<u32>>> {
-        let eos = self.model.llama.config().eos_token_ids.first().copied();
-        DOC_ANSWERS
-            .iter()
-            .map(|answer| {
-                let mut ids = self
-                    .tokenizer
-                    .encode(answer, false)
-                    .map_err(|e| Error::Backend(format!("cannot encode {answer}: {e}")))?;
-                ids.extend(eos);
-                Ok(ids)
-            })
-            .collect()
     }
 }
 
@@ -145,7 +143,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn decide_doc(&self, requests: &[GenRequest]) -> Result<Vec<GenOutcome>> {
-        let candidates = self.answer_candidates()?;
+        let candidates = &self.answer_candidates;
         let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
         // With fewer new tokens than an answer has, decoding would stop inside it.
         if !self.choose_doc || requests.iter().any(|r| r.max_new_tokens < longest) {
@@ -158,7 +156,7 @@ impl Backend for EmbeddedBackend {
             let choices = prox_engine::choose(
                 &self.model.llama,
                 &prompts,
-                &candidates,
+                candidates,
                 &ChooseOptions::default(),
             )
             .map_err(|e| Error::Backend(e.to_string()))?;

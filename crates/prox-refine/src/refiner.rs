@@ -264,7 +264,7 @@ impl Refiner {
                     stats.stages.doc.generated_tokens += answer.generated_tokens as u64;
                     let program = answer.text.trim_matches(' ').to_owned();
                     let outcome = self.executor.run_doc(&program);
-                    count_doc_calls(&program, stats);
+                    count_doc_calls(&program, outcome.keep, stats);
                     stats.programs.parse_errors += outcome.errors.len() as u64;
                     if !outcome.keep {
                         stats.count_drop("doc_program");
@@ -482,9 +482,11 @@ fn timed(
     Ok(answers)
 }
 
-fn count_doc_calls(program: &str, stats: &mut Stats) {
+/// Counts the document's answer by what the executor decided, so that the call counts and
+/// the drops agree in either mode.
+fn count_doc_calls(program: &str, keep: bool, stats: &mut Stats) {
     stats.stages.doc.documents += 1;
-    let name = if program.contains("drop") {
+    let name = if !keep {
         "drop_doc"
     } else if program.contains("keep_doc") {
         "keep_doc"

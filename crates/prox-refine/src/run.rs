@@ -164,14 +164,13 @@ impl RunFolder {
         self.done_path(rank).is_file()
     }
 
-    /// The stats in task `rank`'s completion marker.
+    /// The stats in task `rank`'s completion marker (the marker is the task's stats).
     pub fn done_stats(&self, rank: usize) -> Result<Option<Stats>> {
         let path = self.done_path(rank);
         if !path.is_file() {
             return Ok(None);
         }
-        let marker: DoneMarker = read_json(&path)?;
-        Ok(Some(marker.stats))
+        read_json(&path).map(Some)
     }
 
     /// The stats of the tasks that are done, added up, and how many tasks that is.
@@ -245,15 +244,6 @@ impl RunFolder {
         }
         Ok(())
     }
-}
-
-/// A task's completion marker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct DoneMarker {
-    pub rank: usize,
-    /// Parts numbered below this exist.
-    pub parts: u64,
-    pub stats: Stats,
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {

@@ -18,7 +18,7 @@ use crate::document::Document;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Shard};
 use crate::refiner::{Destination, Refiner};
-use crate::run::{read_json, DoneMarker, RunFolder};
+use crate::run::{read_json, RunFolder};
 use crate::stats::Stats;
 
 /// How a task batches and commits.
@@ -194,6 +194,7 @@ pub fn run_task(
         parts: Parts::new(folder, rank, checkpoint.next_part, &options.output_format),
         checkpoint,
         pending: Vec::new(),
+        documents: Vec::new(),
         position: (0, 0),
         since_commit: 0,
         last_commit: Instant::now(),
@@ -223,14 +224,9 @@ pub fn run_task(
             stats.documents
         )));
     }
-    prox_io::write_json(
-        &folder.done_path(rank),
-        &DoneMarker {
-            rank,
-            parts: task.checkpoint.next_part,
-            stats: stats.clone(),
-        },
-    )?;
+    // The marker holds the task's stats, as docs/run-folder.md says `prox status` and
+    // `prox report` read it.
+    prox_io::write_json(&folder.done_path(rank), &stats)?;
     if let Some(total) = folder.merge_stats(plan.tasks)? {
         tracing::info!(
             documents = total.documents.input,
@@ -323,12 +319,6 @@ fn read_shards(
     }
 }
 
-/// What a batch holds, in input order.
-enum Entry {
-    Document(Document),
-    Done(Destination),
-}
-
 struct Task<'a> {
     folder: &'a RunFolder,
     rank: usize,
@@ -337,7 +327,10 @@ struct Task<'a> {
     progress: &'a Progress,
     parts: Parts,
     checkpoint: Checkpoint,
-    pending: Vec<Entry>,
+    /// The batch in input order: a destination already known, or `None` for the next of
+    /// `documents`, which the stages have still to take.
+    pending: Vec<Option<Destination>>,
+    documents: Vec<Document>,
     /// The position after the last item in `pending` (shard, items).
     position: (usize, u64),
     since_commit: u64,
@@ -361,13 +354,15 @@ impl Task<'_> {
                         source,
                     } => {
                         let location = record.location.clone();
-                        let entry = match sources[source].document(record) {
-                            Ok(doc) => Entry::Document(doc),
-                            Err((id, why)) => Entry::Done(
+                        match sources[source].document(record) {
+                            Ok(doc) => {
+                                self.documents.push(doc);
+                                self.pending.push(None);
+                            }
+                            Err((id, why)) => self.pending.push(Some(
                                 self.refiner.not_a_document(&location, id, why, &mut stats),
-                            ),
-                        };
-                        self.pending.push(entry);
+                            )),
+                        }
                         self.position = (shard, items);
                     }
                     Item::BadRecord {
@@ -378,26 +373,21 @@ impl Task<'_> {
                         stats.documents.input += 1;
                         stats.documents.failed += 1;
                         let failure = failure_of(&Failure::from(&error), "read");
-                        self.pending.push(Entry::Done(Destination::Failed(failure)));
+                        self.pending.push(Some(Destination::Failed(failure)));
                         self.position = (shard, items);
                     }
                     Item::FileError { shard, error } => {
                         tracing::warn!("{}", prox_io::error_chain(&error));
                         stats.files.failed += 1;
                         let failure = failure_of(&Failure::of_file(&error), "read");
-                        self.pending.push(Entry::Done(Destination::Failed(failure)));
+                        self.pending.push(Some(Destination::Failed(failure)));
                         self.position = (shard, self.position.1);
                     }
                     Item::ShardEnd { shard } => {
                         self.position = (shard + 1, 0);
                     }
                 }
-                let documents = self
-                    .pending
-                    .iter()
-                    .filter(|e| matches!(e, Entry::Document(_)))
-                    .count();
-                if documents >= self.options.batch_docs
+                if self.documents.len() >= self.options.batch_docs
                     || self.pending.len() >= 8 * self.options.batch_docs
                 {
                     self.flush(&mut stats)?;
@@ -415,17 +405,12 @@ impl Task<'_> {
         let before = stats.clone();
         let entries = std::mem::take(&mut self.pending);
         let count = entries.len() as u64;
-        let mut documents = Vec::new();
-        for entry in &entries {
-            if let Entry::Document(doc) = entry {
-                documents.push(doc.clone());
-            }
-        }
+        let documents = std::mem::take(&mut self.documents);
         let mut refined = self.refiner.refine(documents, stats)?.into_iter();
         for entry in entries {
             let destination = match entry {
-                Entry::Done(destination) => destination,
-                Entry::Document(_) => refined.next().ok_or_else(|| {
+                Some(destination) => destination,
+                None => refined.next().ok_or_else(|| {
                     Error::Invalid("internal error: a document was lost".to_owned())
                 })?,
             };

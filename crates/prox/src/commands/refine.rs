@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, FromArgMatches};
 use prox_program::Mode;
-use prox_prompt::{PromptBudget, PromptMode};
+use prox_prompt::{PromptBudget, PromptMode, Stage};
 use prox_refine::{
     run_task, Backend, EmbeddedBackend, OpenAiBackend, Plan, Progress, Refiner, RefinerOptions,
     RunConfig, RunFolder, SplitPolicy, Stages, Stats, TaskOptions,
@@ -447,7 +447,7 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
 
     let doc_backend = doc_model
         .as_deref()
-        .map(|model| load_backend(model, StageName::Doc, args))
+        .map(|model| load_backend(model, Stage::Doc, args))
         .transpose()?;
     let same_server = args.backend == BackendKind::Embedded
         || args.doc_endpoint.is_none() && args.chunk_endpoint.is_none();
@@ -455,7 +455,7 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         (Some(chunk), Some(doc)) if Some(chunk) == doc_model.as_ref() && same_server => {
             Some(Arc::clone(doc))
         }
-        (Some(chunk), _) => Some(load_backend(chunk, StageName::Chunk, args)?),
+        (Some(chunk), _) => Some(load_backend(chunk, Stage::Chunk, args)?),
         (None, _) => None,
     };
     let refiner = Refiner::new(doc_backend, chunk_backend, refiner_options)?;
@@ -551,17 +551,7 @@ fn rank_from_environment() -> anyhow::Result<Option<usize>> {
     Ok(None)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StageName {
-    Doc,
-    Chunk,
-}
-
-fn load_backend(
-    model: &str,
-    stage: StageName,
-    args: &RefineArgs,
-) -> anyhow::Result<Arc<dyn Backend>> {
+fn load_backend(model: &str, stage: Stage, args: &RefineArgs) -> anyhow::Result<Arc<dyn Backend>> {
     match args.backend {
         BackendKind::Embedded => {
             let options = crate::commands::generate::load_options(args.dtype, args.quantize);
@@ -575,8 +565,8 @@ fn load_backend(
         }
         BackendKind::Openai => {
             let endpoint = match stage {
-                StageName::Doc => &args.doc_endpoint,
-                StageName::Chunk => &args.chunk_endpoint,
+                Stage::Doc => &args.doc_endpoint,
+                Stage::Chunk => &args.chunk_endpoint,
             };
             let Some(endpoint) = endpoint.as_ref().or(args.endpoint.as_ref()) else {
                 bail!("--backend openai needs --endpoint URL (the server's base URL)");
@@ -647,7 +637,7 @@ fn finish(folder: &RunFolder, tasks: usize, ranks: &[usize]) -> anyhow::Result<C
             stats.add(&task_stats);
         }
     }
-    let (_, done) = folder.finished_stats(tasks)?;
+    let done = (0..tasks).filter(|&rank| folder.is_done(rank)).count();
     let d = &stats.documents;
     println!(
         "{} documents: {} kept ({} unchanged, {} modified, {} program ignored), {} dropped, {} failed; {} of {} tasks done; run folder {}",
