@@ -7,6 +7,10 @@
 #   scripts/bench-engine.sh                 # f32, bf16, q8_0 (about 8 minutes on 2 cores)
 #   DTYPES="f32 q8_0" REPS=5 scripts/bench-engine.sh
 #   BENCH_ARGS="--prefill-batches 1,8,32" scripts/bench-engine.sh
+#   TORCH_PYTHON=~/.cache/prox/torch-venv/bin/python scripts/bench-engine.sh
+#
+# With TORCH_PYTHON (a Python with torch and transformers >= 4.45), the same shape also runs in
+# PyTorch, float32, on as many threads (scripts/bench-engine-torch.py), after our dtypes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +40,9 @@ for dtype in $DTYPES; do
   "$bin" --dtype "$dtype" --reps "$REPS" --prefill-batches "$prefill" \
     --decode-batches 1,8,32 --decode-steps 8 --choice-batch 2 ${BENCH_ARGS:-}
 done
+
+if [ -n "${TORCH_PYTHON:-}" ]; then
+  threads=${RAYON_NUM_THREADS:-$cores}
+  "$TORCH_PYTHON" scripts/bench-engine-torch.py --threads "$threads" --reps "$REPS" \
+    --prefill-batches 1,8 --decode-batches 1,8,32 --decode-steps 8
+fi

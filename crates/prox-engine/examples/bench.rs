@@ -1,7 +1,7 @@
 //! Throughput of the engine on the full ProX refiner shape (random weights): prefill and
 //! decode tokens/s, the constrained document-stage choice against free decoding, peak memory.
 //!
-//!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0 \
+//!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0|q8_0-candle \
 //!         [--reps 3] [--prompt 512] [--prefill-batches 1,8] [--decode-batches 1,8,32] \
 //!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1]
 //!
@@ -12,8 +12,13 @@ use std::time::Instant;
 
 use prox_engine::{
     choose, generate, ChooseOptions, Config, DType, Device, GenerateOptions, GgmlDType, KvCache,
-    Llama, LogitsAt, Request,
+    Llama, LogitsAt, Q8Kernel, Request,
 };
+
+// The allocator of the `prox` binary, so that the figures are what `prox` gets: with glibc's,
+// each layer's fresh buffers are faulted in from the kernel again (about a tenth of prefill).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -90,17 +95,19 @@ fn prompt(len: usize, seed: usize) -> Vec<u32> {
 fn main() -> AnyResult<()> {
     let args = parse_args()?;
     let cfg = Config::prox_refiner();
-    let (dtype, quantize) = match args.dtype.as_str() {
-        "f32" => (DType::F32, None),
-        "bf16" => (DType::BF16, None),
-        "q8_0" => (DType::F32, Some(GgmlDType::Q8_0)),
-        "q4_k" => (DType::F32, Some(GgmlDType::Q4K)),
+    // `q8_0-candle`: the same Q8_0 blocks computed by candle's QMatMul, for comparison.
+    let (dtype, quantize, kernel) = match args.dtype.as_str() {
+        "f32" => (DType::F32, None, Q8Kernel::Engine),
+        "bf16" => (DType::BF16, None, Q8Kernel::Engine),
+        "q8_0" => (DType::F32, Some(GgmlDType::Q8_0), Q8Kernel::Engine),
+        "q8_0-candle" => (DType::F32, Some(GgmlDType::Q8_0), Q8Kernel::Candle),
+        "q4_k" => (DType::F32, Some(GgmlDType::Q4K), Q8Kernel::Engine),
         other => return Err(format!("unknown dtype {other}").into()),
     };
     let start = Instant::now();
     let mut model = Llama::random(&cfg, dtype, &Device::Cpu, 1)?;
     if let Some(q) = quantize {
-        model.quantize(q)?;
+        model.quantize_with(q, kernel)?;
     }
     let load_s = start.elapsed().as_secs_f64();
     let rss_loaded = status_kib("VmRSS:");

@@ -15,13 +15,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::load::{error_chain, LoadOptions, Model};
-use crate::model::{Attention, DecoderLayer, Linear, Llama, Mlp, RmsNorm};
+use crate::model::{Attention, DecoderLayer, Linear, Llama, Mlp, Q8Kernel, RmsNorm};
 
 /// Typed access to a GGUF file's metadata, with errors that name the file and the key.
 pub struct Metadata<'a> {
@@ -231,16 +231,9 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
         if options.dequantize {
             Ok(Linear::Float(dense(&q)?))
         } else {
-            QMatMul::from_arc(q)
-                .map(|m| match m {
-                    // F32/F16 tensors come back dense; keep them in the compute dtype.
-                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
-                        t.to_dtype(dtype).map(Linear::Float)
-                    }
-                    quantized => Ok(Linear::Quantized(quantized)),
-                })
-                .and_then(|r| r)
-                .map_err(weights_error)
+            // Q8_0 blocks go to the engine's kernel as they are; F32/F16 tensors come back
+            // dense, in the compute dtype.
+            Linear::from_qtensor(q, dtype, Q8Kernel::Engine).map_err(weights_error)
         }
     };
     let norm = |q: &Arc<QTensor>| -> Result<RmsNorm> {

@@ -32,6 +32,7 @@ pub mod gguf_tokenizer;
 pub mod hub;
 mod load;
 mod model;
+pub mod q8;
 
 pub use candle_core::quantized::GgmlDType;
 pub use candle_core::{DType, Device};
@@ -45,5 +46,6 @@ pub use crate::generate::{
 pub use crate::hub::{hub_cache_dir, resolve_model, resolve_model_in};
 pub use crate::load::{safetensors_files, LoadOptions, Model};
 pub use crate::model::{
-    Attention, DecoderLayer, KvCache, Linear, Llama, LogitsAt, Mlp, RmsNorm, Rotary,
+    Attention, DecoderLayer, KvCache, Linear, Llama, LogitsAt, Mlp, Q8Kernel, RmsNorm, Rotary,
 };
+pub use crate::q8::Q8Matrix;

@@ -40,6 +40,7 @@
 //! assert_eq!((good, bad), (1, 1));
 //! ```
 
+mod arrow_rows;
 mod atomic;
 mod error;
 mod failure;

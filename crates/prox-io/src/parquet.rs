@@ -16,11 +16,13 @@ use parquet::arrow::arrow_writer::{
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::arrow_rows::rows_to_batch;
 use crate::{AtomicFile, Error, Fields, Record, RecordError, RecordLocation};
 
 /// Rows decoded at a time when reading.
@@ -193,6 +195,8 @@ pub const DEFAULT_PARQUET_BATCH_ROWS: usize = 8192;
 const BATCH_BYTES: usize = 64 << 20;
 /// Rows converted to Arrow at a time.
 const DECODE_ROWS: usize = 8192;
+/// Average length above which a string column holds documents, not labels.
+const LONG_TEXT_BYTES: usize = 256;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -207,9 +211,13 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// numbers and booleans later written to a string column are stored as their JSON text.
 ///
 /// Later batches must fit that schema: a record with a field the schema lacks (at any level)
-/// or a value that cannot be converted (a string in a number column, an object in a string
-/// column) fails the batch with an [`Error::Write`]. Reading the file back gives every column
-/// for every row, with `null` where a record lacked the field.
+/// or a value that cannot be converted (a string that is not a number in a number column, a
+/// fraction in an integer column, an object in a string column) fails the batch with an
+/// [`Error::Write`]. Reading the file back gives every column for every row, with `null` where
+/// a record lacked the field.
+///
+/// Top-level string columns that hold long texts (over 256 bytes on average in the first
+/// batch) are written without dictionary and without min/max statistics.
 pub struct ParquetWriter {
     path: PathBuf,
     file: Option<AtomicFile>,
@@ -262,12 +270,18 @@ impl ParquetWriter {
             path: self.path.clone(),
             source,
         })?;
-        if !value.is_object() {
-            return Err(Error::Encode {
+        match value {
+            Value::Object(fields) => self.write_fields(fields),
+            _ => Err(Error::Encode {
                 path: self.path.clone(),
                 source: serde::ser::Error::custom("a Parquet row must be a JSON object"),
-            });
+            }),
         }
+    }
+
+    /// Appends one record given as its fields, without copying them.
+    pub fn write_fields(&mut self, fields: Fields) -> Result<(), Error> {
+        let value = Value::Object(fields);
         self.pending_bytes += approximate_size(&value);
         self.pending.push(value);
         self.records += 1;
@@ -289,10 +303,18 @@ impl ParquetWriter {
         .map_err(|e| self.write_error(e))?;
         let objects: Vec<&Fields> = self.pending.iter().filter_map(Value::as_object).collect();
         let schema = Arc::new(Schema::new(arrange(inferred.fields(), &objects)));
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        // Documents rarely repeat and their min/max says nothing: hashing every text for a
+        // dictionary that is abandoned, and comparing texts for statistics, is wasted work.
+        for name in long_text_columns(&schema, &objects) {
+            let column = ColumnPath::from(name);
+            properties = properties
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_statistics_enabled(column, EnabledStatistics::None);
+        }
+        let properties = properties.build();
         let file = self
             .file
             .take()
@@ -303,24 +325,24 @@ impl ParquetWriter {
             ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
                 .and_then(ArrowWriter::into_serialized_writer)
                 .map_err(|e| self.write_error(e))?;
-        let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
-            .with_batch_size(DECODE_ROWS)
-            .with_coerce_primitive(true)
-            .with_strict_mode(true)
-            .build_decoder()
-            .map_err(|e| self.write_error(e))?;
         // Encoding runs on its own thread, overlapping with whatever produces the records.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
         let thread = std::thread::spawn(move || -> Result<FileWriter, String> {
             let mut file_writer = file_writer;
             let mut row_groups = 0;
+            // Records sent before this batch, so an error can number the record in the file.
+            let mut records_before = 0;
             for rows in receiver {
                 let mut batches = Vec::new();
                 for rows in rows.chunks(DECODE_ROWS) {
-                    decoder.serialize(rows).map_err(|e| e.to_string())?;
-                    if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
-                        batches.push(batch);
-                    }
+                    let batch = rows_to_batch(&schema, rows).map_err(|e| {
+                        format!(
+                            "{e} (rows count from record {} of the file, 0-based)",
+                            records_before
+                        )
+                    })?;
+                    records_before += rows.len();
+                    batches.push(batch);
                 }
                 if batches.is_empty() {
                     continue;
@@ -475,6 +497,23 @@ fn arrange_type(data_type: &DataType, children: &[&Fields]) -> DataType {
         )),
         other => other.clone(),
     }
+}
+
+/// Top-level string columns whose values average more than [`LONG_TEXT_BYTES`] in `objects`.
+fn long_text_columns(schema: &Schema, objects: &[&Fields]) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .filter(|field| field.data_type() == &DataType::Utf8)
+        .filter(|field| {
+            let (count, bytes) = objects
+                .iter()
+                .filter_map(|object| object.get(field.name()).and_then(Value::as_str))
+                .fold((0usize, 0usize), |(n, b), s| (n + 1, b + s.len()));
+            count > 0 && bytes / count > LONG_TEXT_BYTES
+        })
+        .map(|field| field.name().clone())
+        .collect()
 }
 
 /// A cheap estimate of a value's size as JSON, for batching.
@@ -654,6 +693,36 @@ mod tests {
         assert!(error.to_string().contains("out.parquet"), "{error}");
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn long_text_columns_have_no_dictionary_and_no_statistics() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.parquet");
+        let mut writer = ParquetWriter::create(&path).unwrap();
+        for i in 0..50 {
+            let text = format!("document {i} ").repeat(40);
+            writer
+                .write(&json!({"id": format!("d{i}"), "text": text, "n": i}))
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+        };
+        assert!(column("text").statistics().is_none());
+        assert!(column("text").dictionary_page_offset().is_none());
+        assert!(column("id").statistics().is_some());
+        assert!(column("id").dictionary_page_offset().is_some());
+        assert!(column("n").statistics().is_some());
+        assert_eq!(read(&path)[7].fields["text"], "document 7 ".repeat(40));
     }
 
     #[test]

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{Error, Format, JsonlWriter, ParquetWriter};
+use crate::{Error, Fields, Format, JsonlWriter, ParquetWriter};
 
 /// Writes records in the format its file name says: `.parquet` (zstd), or JSON lines, plain,
 /// `.gz` or `.zst`. Like the writers it wraps, the file appears under its name only when
@@ -28,6 +28,14 @@ impl RecordWriter {
         match self {
             RecordWriter::Jsonl(writer) => writer.write(record),
             RecordWriter::Parquet(writer) => writer.write(record),
+        }
+    }
+
+    /// Appends one record given as its fields; Parquet keeps them without a copy.
+    pub fn write_fields(&mut self, fields: Fields) -> Result<(), Error> {
+        match self {
+            RecordWriter::Jsonl(writer) => writer.write(&fields),
+            RecordWriter::Parquet(writer) => writer.write_fields(fields),
         }
     }
 
@@ -61,8 +69,14 @@ mod tests {
         for name in ["o.jsonl", "o.jsonl.gz", "o.jsonl.zst", "o.parquet"] {
             let path = dir.path().join(name);
             let mut writer = RecordWriter::create(&path).unwrap();
-            for record in &records {
-                writer.write(record).unwrap();
+            // Both ways in: a serializable value, and fields handed over.
+            for (n, record) in records.iter().enumerate() {
+                if n % 2 == 0 {
+                    writer.write(record).unwrap();
+                } else {
+                    let fields = record.as_object().unwrap().clone();
+                    writer.write_fields(fields).unwrap();
+                }
             }
             assert!(!path.exists(), "{name} appeared before finish");
             assert_eq!(writer.finish().unwrap(), 5);

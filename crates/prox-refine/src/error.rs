@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Io(#[from] prox_io::Error),
+    #[error(transparent)]
+    Run(#[from] prox_run::Error),
     #[error("cannot use {}: {message}", path.display())]
     Path { path: PathBuf, message: String },
     #[error("the run folder {} was made for another run: {message} (use a new folder, or --force to replace its configuration)", path.display())]

@@ -13,7 +13,8 @@
 //!   one ends ([`Destination`]).
 //! - [`RunFolder`] and [`run_task`] make a task resumable: outputs are committed in parts,
 //!   each followed by a progress checkpoint; a rerun continues from the last checkpoint.
-//! - [`Stats`] counts everything, and the counts add up.
+//! - [`Stats`] (from `prox-run`, which holds the run folder's contract) counts everything, and
+//!   the counts add up.
 
 mod backend;
 mod document;
@@ -22,7 +23,6 @@ mod openai;
 mod plan;
 mod refiner;
 mod run;
-mod stats;
 mod task;
 
 pub use backend::{Backend, EmbeddedBackend, GenRequest, GenResult};
@@ -30,7 +30,7 @@ pub use document::{Document, DocumentSource};
 pub use error::{Error, Result};
 pub use openai::OpenAiBackend;
 pub use plan::{Plan, Shard, SplitPolicy};
+pub use prox_run::Stats;
 pub use refiner::{Destination, Refiner, RefinerOptions, Stages};
 pub use run::{RunConfig, RunFolder};
-pub use stats::Stats;
 pub use task::{run_task, Progress, TaskOptions, TaskReport};

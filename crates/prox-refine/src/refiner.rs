@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use prox_program::{parse, Executor, LineKind, Mode, Thresholds, Verdict};
 use prox_prompt::{PromptBudget, PromptMode, Prompter};
+use prox_run::{StageCounts, Stats};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -12,7 +13,6 @@ use serde_json::{json, Map, Value};
 use crate::backend::{Backend, GenOutcome, GenRequest};
 use crate::document::{Document, NotADocument};
 use crate::error::{Error, Result};
-use crate::stats::{StageCounts, Stats};
 
 /// Which stages run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use prox_run::{RunLayout, Stats, PARTS};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SplitPolicy};
 use crate::refiner::Stages;
-use crate::stats::Stats;
 
 /// What a run is: a rerun in the same folder must be the same run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,23 +57,20 @@ impl RunConfig {
     }
 }
 
-/// A run folder.
+/// A run folder, as `prox refine` writes it; its layout and stats are [`prox_run`]'s.
 #[derive(Debug, Clone)]
 pub struct RunFolder {
-    root: PathBuf,
+    layout: RunLayout,
 }
-
-const PARTS: [&str; 3] = ["output", "dropped", "failures"];
 
 impl RunFolder {
     /// An existing run folder, for reading.
     pub fn open(root: &Path) -> Result<Self> {
-        if !root.join("run.json").is_file() {
+        let layout = RunLayout::new(root);
+        if !layout.run_json().is_file() {
             return Err(Error::path(root, "not a run folder (it has no run.json)"));
         }
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        Ok(Self { layout })
     }
 
     /// Creates the run folder, or checks that an existing one was made for this run, and
@@ -81,10 +78,10 @@ impl RunFolder {
     /// removed and the configuration replaced.
     pub fn prepare(root: &Path, config: &RunConfig, force: bool) -> Result<(Self, Plan)> {
         let folder = Self {
-            root: root.to_owned(),
+            layout: RunLayout::new(root),
         };
-        let run_json = folder.root.join("run.json");
-        let plan_json = folder.root.join("plan.json");
+        let run_json = folder.layout.run_json();
+        let plan_json = folder.layout.plan_json();
         if run_json.is_file() && !force {
             let existing: RunConfig = read_json(&run_json)?;
             if let Some(difference) = config.difference(&existing) {
@@ -101,7 +98,7 @@ impl RunFolder {
         if force {
             folder.clear()?;
         }
-        std::fs::create_dir_all(&folder.root).map_err(|e| Error::path(root, e))?;
+        std::fs::create_dir_all(root).map_err(|e| Error::path(root, e))?;
         let plan = Plan::new(&config.inputs, config.tasks, config.split)?;
         prox_io::write_json(&plan_json, &plan)?;
         prox_io::write_json(&run_json, config)?;
@@ -109,13 +106,17 @@ impl RunFolder {
     }
 
     fn clear(&self) -> Result<()> {
-        for name in PARTS.iter().chain(&["progress", "done"]) {
-            let path = self.root.join(name);
+        let layout = &self.layout;
+        let folders = PARTS
+            .iter()
+            .map(|kind| layout.parts_dir(kind))
+            .chain([layout.progress_dir(), layout.done_dir()]);
+        for path in folders {
             if path.exists() {
                 std::fs::remove_dir_all(&path).map_err(|e| Error::path(&path, e))?;
             }
         }
-        let stats = self.stats_path();
+        let stats = layout.stats_json();
         if stats.exists() {
             std::fs::remove_file(&stats).map_err(|e| Error::path(&stats, e))?;
         }
@@ -123,130 +124,66 @@ impl RunFolder {
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Where each file of the folder is.
+    pub fn layout(&self) -> &RunLayout {
+        &self.layout
     }
 
     pub fn config(&self) -> Result<RunConfig> {
-        read_json(&self.root.join("run.json"))
+        read_json(&self.layout.run_json())
     }
 
     pub fn plan(&self) -> Result<Plan> {
-        read_json(&self.root.join("plan.json"))
+        read_json(&self.layout.plan_json())
     }
 
     /// A part file: `kind` is `output`, `dropped` or `failures`.
     pub fn part_path(&self, kind: &str, rank: usize, seq: u64, extension: &str) -> PathBuf {
-        self.root
-            .join(kind)
-            .join(format!("part-{rank:05}-{seq:05}.{extension}"))
+        self.layout.part(kind, rank, seq, extension)
     }
 
     pub fn progress_path(&self, rank: usize) -> PathBuf {
-        self.root
-            .join("progress")
-            .join(format!("task-{rank:05}.json"))
+        self.layout.progress(rank)
     }
 
     pub fn done_path(&self, rank: usize) -> PathBuf {
-        self.root.join("done").join(format!("task-{rank:05}.json"))
-    }
-
-    pub fn log_path(&self, rank: usize) -> PathBuf {
-        self.root.join("logs").join(format!("task-{rank:05}.log"))
-    }
-
-    pub fn stats_path(&self) -> PathBuf {
-        self.root.join("stats.json")
+        self.layout.done_marker(rank)
     }
 
     /// Whether task `rank` completed (its marker exists).
     pub fn is_done(&self, rank: usize) -> bool {
-        self.done_path(rank).is_file()
+        self.layout.is_done(rank)
     }
 
     /// The stats in task `rank`'s completion marker (the marker is the task's stats).
     pub fn done_stats(&self, rank: usize) -> Result<Option<Stats>> {
-        let path = self.done_path(rank);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        read_json(&path).map(Some)
-    }
-
-    /// The stats of the tasks that are done, added up, and how many tasks that is.
-    pub fn finished_stats(&self, tasks: usize) -> Result<(Stats, usize)> {
-        let mut total = Stats::default();
-        let mut done = 0;
-        for rank in 0..tasks {
-            if let Some(stats) = self.done_stats(rank)? {
-                total.add(&stats);
-                done += 1;
-            }
-        }
-        Ok((total, done))
+        Ok(self.layout.done_stats(rank)?)
     }
 
     /// Writes `stats.json` when every task is done; returns the merged stats then.
     pub fn merge_stats(&self, tasks: usize) -> Result<Option<Stats>> {
-        let (total, done) = self.finished_stats(tasks)?;
+        let (total, done) = self.layout.finished_stats(tasks)?;
         if done < tasks {
             return Ok(None);
         }
-        prox_io::write_json(&self.stats_path(), &total)?;
+        prox_io::write_json(&self.layout.stats_json(), &total)?;
         Ok(Some(total))
-    }
-
-    /// The part files of every task, kind by kind, in run order (by task, then sequence).
-    pub fn parts(&self, kind: &str) -> Result<Vec<PathBuf>> {
-        let dir = self.root.join(kind);
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| Error::path(&dir, e))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| {
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("part-"))
-            })
-            .collect();
-        parts.sort();
-        Ok(parts)
     }
 
     /// Removes what an interrupted attempt of task `rank` left after its last checkpoint:
     /// parts numbered `next_seq` or later, and temporary files.
     pub(crate) fn remove_uncommitted(&self, rank: usize, next_seq: u64) -> Result<()> {
-        let prefix = format!("part-{rank:05}-");
-        for kind in PARTS {
-            let dir = self.root.join(kind);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.filter_map(std::result::Result::ok) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let temporary = name
-                    .strip_prefix('.')
-                    .is_some_and(|rest| rest.starts_with(&prefix) && rest.contains(".tmp-"));
-                let stale = name.strip_prefix(&prefix).is_some_and(|rest| {
-                    rest.split('.')
-                        .next()
-                        .and_then(|seq| seq.parse::<u64>().ok())
-                        .is_some_and(|seq| seq >= next_seq)
-                });
-                if temporary || stale {
-                    let path = entry.path();
-                    tracing::debug!(path = %path.display(), "removing an uncommitted part");
-                    std::fs::remove_file(&path).map_err(|e| Error::path(&path, e))?;
-                }
-            }
+        for path in self.layout.uncommitted_parts(rank, next_seq)? {
+            tracing::debug!(path = %path.display(), "removing an uncommitted part");
+            std::fs::remove_file(&path).map_err(|e| Error::path(&path, e))?;
         }
         Ok(())
     }
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::path(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::path(path, format!("not valid JSON: {e}")))
+    Ok(prox_run::read_json(path)?)
 }

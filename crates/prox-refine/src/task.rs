@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use prox_io::{Failure, JsonlWriter, RecordWriter};
+use prox_run::Stats;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -19,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::plan::{Plan, Shard};
 use crate::refiner::{Destination, Refiner};
 use crate::run::{read_json, RunFolder};
-use crate::stats::Stats;
 
 /// How a task batches and commits.
 #[derive(Debug, Clone)]
@@ -507,7 +507,7 @@ impl Parts {
                     self.output = Some(self.record_writer("output")?);
                 }
                 if let Some(writer) = &mut self.output {
-                    writer.write(&row)?;
+                    writer.write_fields(row)?;
                 }
             }
             Destination::Dropped(row) => {
@@ -516,7 +516,7 @@ impl Parts {
                     self.dropped = Some(self.record_writer("dropped")?);
                 }
                 if let Some(writer) = &mut self.dropped {
-                    writer.write(&row)?;
+                    writer.write_fields(row)?;
                 }
             }
             Destination::Failed(row) => {

@@ -6,24 +6,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("{path} is not a run folder: it has none of output/, dropped/, failures/, stats.json")]
     NotARunFolder { path: PathBuf },
-    #[error("cannot list {path}")]
-    List {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is not valid stats JSON")]
-    Stats {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Run(#[from] prox_run::Error),
     #[error(transparent)]
     Records(#[from] prox_io::Error),
     #[error("cannot draw the chart `{chart}`: {message}")]

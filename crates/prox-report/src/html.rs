@@ -4,13 +4,13 @@
 
 use base64::Engine as _;
 use minijinja::Environment;
+use prox_run::{Stats, StatsSource};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::charts::Charts;
 use crate::report::{Report, SampledDocument};
 use crate::run::{FailureRow, Outcome, Stage};
-use crate::stats::{RunStats, StatsSource};
 use crate::Error;
 
 const TEMPLATE: &str = include_str!("../assets/report.html");
@@ -217,10 +217,7 @@ impl<'a> Page<'a> {
     }
 }
 
-/// Reads one count out of the stats.
-type StatsPick = fn(&RunStats) -> u64;
-
-fn document_counts(report: &Report, stats: Option<&RunStats>) -> Vec<CountRow> {
+fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
     let rows = |wanted: &dyn Fn(&Outcome) -> bool| -> u64 {
         report
             .rows_by_outcome
@@ -232,8 +229,7 @@ fn document_counts(report: &Report, stats: Option<&RunStats>) -> Vec<CountRow> {
     let dropped_for = |reason: &'static str| move |outcome: &Outcome| matches!(outcome, Outcome::Dropped { reason: r, .. } if r == reason);
     let kept = rows(&|o| !matches!(o, Outcome::Dropped { .. }));
     let dropped = rows(&|o| matches!(o, Outcome::Dropped { .. }));
-    let stat =
-        |pick: &dyn Fn(&RunStats) -> u64| stats.map_or("—".to_owned(), |s| grouped(pick(s)));
+    let stat = |pick: &dyn Fn(&Stats) -> u64| stats.map_or("—".to_owned(), |s| grouped(pick(s)));
     let mut counts = vec![
         CountRow {
             label: "in".into(),
@@ -266,23 +262,23 @@ fn document_counts(report: &Report, stats: Option<&RunStats>) -> Vec<CountRow> {
             rows: grouped(dropped),
         },
     ];
-    let reasons: [(&str, &str, StatsPick); 4] = [
-        ("doc", "doc_program", |s| s.dropped.doc_program),
-        ("chunk", "low_ratio", |s| s.dropped.low_ratio),
-        ("chunk", "few_words", |s| s.dropped.few_words),
-        ("chunk", "no_words", |s| s.dropped.no_words),
+    let reasons = [
+        ("doc", "doc_program"),
+        ("chunk", "low_ratio"),
+        ("chunk", "few_words"),
+        ("chunk", "no_words"),
     ];
-    for (stage, reason, pick) in reasons {
+    for (stage, reason) in reasons {
         counts.push(CountRow {
             label: format!("· {stage} stage: {reason}"),
-            stats: stat(&pick),
+            stats: stat(&|s| s.dropped_for(reason)),
             rows: grouped(rows(&dropped_for(reason))),
         });
     }
     // Reasons outside the contract still show up.
     for (outcome, count) in &report.rows_by_outcome {
         if let Outcome::Dropped { stage, reason } = outcome {
-            if !reasons.iter().any(|(_, known, _)| known == reason) {
+            if !reasons.iter().any(|(_, known)| known == reason) {
                 counts.push(CountRow {
                     label: format!("· {} stage: {reason}", stage.as_str()),
                     stats: "—".into(),
@@ -299,7 +295,7 @@ fn document_counts(report: &Report, stats: Option<&RunStats>) -> Vec<CountRow> {
     counts
 }
 
-fn stage_rows(stats: &RunStats) -> Vec<StageRow> {
+fn stage_rows(stats: &Stats) -> Vec<StageRow> {
     [("doc", &stats.stages.doc), ("chunk", &stats.stages.chunk)]
         .into_iter()
         .map(|(name, stage)| StageRow {
@@ -314,9 +310,9 @@ fn stage_rows(stats: &RunStats) -> Vec<StageRow> {
         .collect()
 }
 
-fn total_rows(stats: &RunStats) -> Vec<TotalRow> {
-    let calls = &stats.programs.calls;
+fn total_rows(stats: &Stats) -> Vec<TotalRow> {
     let row = |label, value| TotalRow { label, value };
+    let calls = |name| grouped(stats.calls_of(name));
     vec![
         row("tokens in", grouped(stats.tokens.input)),
         row("tokens out", grouped(stats.tokens.output)),
@@ -328,12 +324,12 @@ fn total_rows(stats: &RunStats) -> Vec<TotalRow> {
         row("words out", grouped(stats.words.output)),
         row("program parse errors", grouped(stats.programs.parse_errors)),
         row("programs ignored", grouped(stats.programs.ignored)),
-        row("calls: drop_doc", grouped(calls.drop_doc)),
-        row("calls: keep_doc", grouped(calls.keep_doc)),
-        row("calls: remove_lines", grouped(calls.remove_lines)),
-        row("calls: normalize", grouped(calls.normalize)),
-        row("calls: untouch_doc", grouped(calls.untouch_doc)),
-        row("calls: other", grouped(calls.other)),
+        row("calls: drop_doc", calls("drop_doc")),
+        row("calls: keep_doc", calls("keep_doc")),
+        row("calls: remove_lines", calls("remove_lines")),
+        row("calls: normalize", calls("normalize")),
+        row("calls: untouch_doc", calls("untouch_doc")),
+        row("calls: other", calls("other")),
         row("seconds (total)", format!("{:.1}", stats.seconds.total)),
         row("seconds (model)", format!("{:.1}", stats.seconds.model)),
         row("seconds (I/O)", format!("{:.1}", stats.seconds.io)),

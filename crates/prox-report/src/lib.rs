@@ -8,15 +8,14 @@ mod html;
 mod report;
 mod run;
 mod sample;
-mod stats;
 mod terminal;
 
 pub use charts::{calls_by_kind, ChartData, Charts, CALL_KINDS};
 pub use diff::{DiffLine, DocumentDiff, ProgramLineView, Segment};
 pub use error::Error;
 pub use html::{content_security_policy, MAX_LINES_SHOWN};
+pub use prox_run::{Stats, StatsSource};
 pub use report::{Report, ReportOptions, SampledDocument};
 pub use run::{DocumentRow, FailureRow, Found, Item, Outcome, RunFolder, Stage};
 pub use sample::StratifiedSample;
-pub use stats::{RunStats, StatsSource};
 pub use terminal::{printable, write_document, write_failure};

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use prox_run::{Stats, StatsSource};
+
 use crate::charts::ChartData;
 use crate::diff::DocumentDiff;
 use crate::run::{DocumentRow, FailureRow, Item, Outcome, RunFolder, Stage};
 use crate::sample::StratifiedSample;
-use crate::stats::{RunStats, StatsSource};
 use crate::Error;
 
 /// What to put in a report.
@@ -113,7 +114,7 @@ pub struct Report {
     /// The run folder, as given.
     pub run_dir: String,
     /// The run's stats and where they came from; `None` when no task has ended.
-    pub stats: Option<(RunStats, StatsSource)>,
+    pub stats: Option<(Stats, StatsSource)>,
     /// Documents per outcome, counted from the rows of `output/` and `dropped/`.
     pub rows_by_outcome: BTreeMap<Outcome, u64>,
     pub failures_total: u64,

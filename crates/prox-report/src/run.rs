@@ -3,15 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use prox_io::{get_field, Fields, Format, Record};
+use prox_run::{RunLayout, Stats, StatsSource, DROPPED, FAILURES, OUTPUT, PARTS};
 use serde_json::Value;
 
-use crate::stats::{RunStats, StatsSource};
 use crate::Error;
 
 /// A run folder of `prox refine`.
 #[derive(Debug, Clone)]
 pub struct RunFolder {
-    root: PathBuf,
+    layout: RunLayout,
 }
 
 /// The stage a document was dropped at.
@@ -228,94 +228,40 @@ pub enum Item<T> {
 impl RunFolder {
     /// Opens a run folder; it must hold at least one of the contract's outputs.
     pub fn open(root: &Path) -> Result<Self, Error> {
-        let has = |name: &str| root.join(name).exists();
-        if !["output", "dropped", "failures", "stats.json", "done"]
+        let layout = RunLayout::new(root);
+        let outputs = PARTS
             .iter()
-            .any(|name| has(name))
-        {
+            .map(|kind| layout.parts_dir(kind))
+            .chain([layout.stats_json(), layout.done_dir()]);
+        if !outputs.into_iter().any(|path| path.exists()) {
             return Err(Error::NotARunFolder {
                 path: root.to_owned(),
             });
         }
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        Ok(Self { layout })
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
     }
 
-    /// The complete part files of a folder (`output`, `dropped`, `failures`) in run order:
-    /// temporary files (`.NAME.tmp…`) are left out, names sort as rank then sequence.
+    /// The complete part files of a folder (`output`, `dropped`, `failures`) in run order, in
+    /// the formats the report reads.
     pub fn parts(&self, folder: &str) -> Result<Vec<PathBuf>, Error> {
-        let dir = self.root.join(folder);
-        if !dir.exists() {
-            return Ok(Vec::new());
-        }
-        let entries = std::fs::read_dir(&dir).map_err(|source| Error::List {
-            path: dir.clone(),
-            source,
-        })?;
-        let mut parts = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| Error::List {
-                path: dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let path = entry.path();
-            if name.starts_with("part-") && Format::of_path(&path).is_some() && path.is_file() {
-                parts.push(path);
-            }
-        }
-        parts.sort();
+        let mut parts = self.layout.parts(folder)?;
+        parts.retain(|path| Format::of_path(path).is_some());
         Ok(parts)
     }
 
     /// The run's stats: `stats.json`, else the sum of the `done/` markers, else `None`.
-    pub fn stats(&self) -> Result<Option<(RunStats, StatsSource)>, Error> {
-        let merged = self.root.join("stats.json");
-        if merged.is_file() {
-            return Ok(Some((RunStats::read(&merged)?, StatsSource::Final(merged))));
-        }
-        let done = self.root.join("done");
-        if !done.is_dir() {
-            return Ok(None);
-        }
-        let entries = std::fs::read_dir(&done).map_err(|source| Error::List {
-            path: done.clone(),
-            source,
-        })?;
-        let mut markers = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|source| Error::List {
-                    path: done.clone(),
-                    source,
-                })?
-                .path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name.is_some_and(|n| n.starts_with("task-") && n.ends_with(".json")) {
-                markers.push(path);
-            }
-        }
-        if markers.is_empty() {
-            return Ok(None);
-        }
-        markers.sort();
-        let mut total = RunStats::default();
-        for marker in &markers {
-            total.add(&RunStats::read(marker)?);
-        }
-        Ok(Some((total, StatsSource::DoneTasks(markers))))
+    pub fn stats(&self) -> Result<Option<(Stats, StatsSource)>, Error> {
+        Ok(self.layout.stats()?)
     }
 
     /// Every document row, kept ones (`output/`) first, then dropped ones, each in run order.
     pub fn documents(&self) -> Result<impl Iterator<Item = Item<DocumentRow>>, Error> {
-        let kept = self.parts("output")?.into_iter().map(|path| (path, false));
-        let dropped = self.parts("dropped")?.into_iter().map(|path| (path, true));
+        let kept = self.parts(OUTPUT)?.into_iter().map(|path| (path, false));
+        let dropped = self.parts(DROPPED)?.into_iter().map(|path| (path, true));
         Ok(kept.chain(dropped).flat_map(|(path, dropped)| {
             let records: Box<dyn Iterator<Item = Item<DocumentRow>>> =
                 match prox_io::open_records(&path) {
@@ -341,7 +287,7 @@ impl RunFolder {
 
     /// The rows of `failures/`, in run order.
     pub fn failures(&self) -> Result<impl Iterator<Item = Item<FailureRow>>, Error> {
-        let parts = self.parts("failures")?;
+        let parts = self.parts(FAILURES)?;
         Ok(parts.into_iter().flat_map(|path| {
             let records: Box<dyn Iterator<Item = Item<FailureRow>>> =
                 match prox_io::open_records(&path) {

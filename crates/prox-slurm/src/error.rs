@@ -31,14 +31,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not valid JSON of the expected shape", path.display())]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error(transparent)]
     Io(#[from] prox_io::Error),
+    #[error(transparent)]
+    Run(#[from] prox_run::Error),
     #[error("the inference server command is empty")]
     EmptyServerCommand,
     #[error("cannot start the inference server `{command}`")]

@@ -22,10 +22,8 @@ mod submit;
 pub use array::{index_ranges, split_ranks, ArraySubmission};
 pub use cluster::{AccountedTask, Cluster, QueuedTask};
 pub use error::Error;
-pub use run_dir::{
-    read_json_if_present, tail_lines, JobRecord, JobsFile, SlurmDir, Stage, StageDir,
-    SubmitSettings,
-};
+pub use prox_run::read_json_if_present;
+pub use run_dir::{tail_lines, JobRecord, JobsFile, SlurmDir, Stage, StageDir, SubmitSettings};
 pub use script::{
     shell_quote, slurm_output_pattern, Resources, TaskScript, Word, RANK_OFFSET_VAR,
     TASK_START_MARK,

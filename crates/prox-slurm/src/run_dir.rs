@@ -1,11 +1,11 @@
-//! The parts of a run folder (docs/run-folder.md) that Slurm runs read and write: the stage
-//! folders, completion markers, progress, logs, and `slurm/` (the submission settings and the
-//! job ids).
+//! What Slurm runs add to a run folder (docs/run-folder.md): a run folder per stage when the
+//! stages run as separate jobs, and `slurm/` (the submission settings and the job ids). The
+//! files of each stage's run folder are [`prox_run::RunLayout`]'s.
 
 use std::path::{Path, PathBuf};
 
+use prox_run::{read_json_if_present, RunLayout};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::script::Resources;
 use crate::Error;
@@ -36,7 +36,7 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageDir {
     stage: Stage,
-    root: PathBuf,
+    layout: RunLayout,
 }
 
 impl StageDir {
@@ -46,7 +46,10 @@ impl StageDir {
             Stage::Doc => run_dir.join("doc"),
             Stage::Chunk => run_dir.join("chunk"),
         };
-        Self { stage, root }
+        Self {
+            stage,
+            layout: RunLayout::new(root),
+        }
     }
 
     pub fn stage(&self) -> Stage {
@@ -58,47 +61,12 @@ impl StageDir {
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
     }
 
-    pub fn logs_dir(&self) -> PathBuf {
-        self.root.join("logs")
-    }
-
-    pub fn output_dir(&self) -> PathBuf {
-        self.root.join("output")
-    }
-
-    pub fn task_log(&self, rank: u32) -> PathBuf {
-        self.logs_dir().join(format!("task-{rank:05}.log"))
-    }
-
-    pub fn done_marker(&self, rank: u32) -> PathBuf {
-        self.root.join("done").join(format!("task-{rank:05}.json"))
-    }
-
-    pub fn progress_file(&self, rank: u32) -> PathBuf {
-        self.root
-            .join("progress")
-            .join(format!("task-{rank:05}.json"))
-    }
-
-    pub fn merged_stats(&self) -> PathBuf {
-        self.root.join("stats.json")
-    }
-
-    pub fn is_done(&self, rank: u32) -> bool {
-        self.done_marker(rank).is_file()
-    }
-
-    /// The stats a task committed so far: its completion marker's, else its progress file's
-    /// `stats`; `None` when it has neither.
-    pub fn task_stats(&self, rank: u32) -> Result<Option<Value>, Error> {
-        if let Some(done) = read_json_if_present::<Value>(&self.done_marker(rank))? {
-            return Ok(Some(done));
-        }
-        Ok(read_json_if_present::<Value>(&self.progress_file(rank))?
-            .and_then(|mut progress| progress.get_mut("stats").map(Value::take)))
+    /// Where each file of the stage's run folder is.
+    pub fn layout(&self) -> &RunLayout {
+        &self.layout
     }
 }
 
@@ -172,7 +140,7 @@ impl SlurmDir {
     }
 
     pub fn settings(&self) -> Result<Option<SubmitSettings>, Error> {
-        read_json_if_present(&self.settings_path())
+        Ok(read_json_if_present(&self.settings_path())?)
     }
 
     pub fn jobs(&self) -> Result<JobsFile, Error> {
@@ -186,28 +154,6 @@ impl SlurmDir {
     pub fn write_jobs(&self, jobs: &JobsFile) -> Result<(), Error> {
         Ok(prox_io::write_json(&self.jobs_path(), jobs)?)
     }
-}
-
-/// The JSON value in `path`, or `None` when there is no such file.
-pub fn read_json_if_present<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<Option<T>, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Read {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| Error::Json {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 /// The last `lines` lines of a text file (lossily decoded), empty when it cannot be read.
@@ -225,42 +171,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stage_folders_follow_the_run_folder_contract() {
+    fn separate_stages_have_a_run_folder_each() {
         let all = StageDir::new(Path::new("/r"), Stage::All);
-        assert_eq!(all.done_marker(3), Path::new("/r/done/task-00003.json"));
-        assert_eq!(all.task_log(12), Path::new("/r/logs/task-00012.log"));
+        assert_eq!(all.root(), Path::new("/r"));
+        assert_eq!(
+            all.layout().done_marker(3),
+            Path::new("/r/done/task-00003.json")
+        );
         let chunk = StageDir::new(Path::new("/r"), Stage::Chunk);
         assert_eq!(
-            chunk.progress_file(0),
+            chunk.layout().progress(0),
             Path::new("/r/chunk/progress/task-00000.json")
         );
         assert_eq!(
-            StageDir::new(Path::new("/r"), Stage::Doc).output_dir(),
-            Path::new("/r/doc/output")
-        );
-    }
-
-    #[test]
-    fn task_stats_prefer_the_marker_and_fall_back_to_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let stage = StageDir::new(dir.path(), Stage::All);
-        assert_eq!(stage.task_stats(0).unwrap(), None);
-        std::fs::create_dir_all(dir.path().join("progress")).unwrap();
-        std::fs::write(
-            stage.progress_file(0),
-            r#"{"position": 5, "stats": {"documents": {"input": 5}}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            stage.task_stats(0).unwrap(),
-            Some(serde_json::json!({"documents": {"input": 5}}))
-        );
-        std::fs::create_dir_all(dir.path().join("done")).unwrap();
-        std::fs::write(stage.done_marker(0), r#"{"documents": {"input": 9}}"#).unwrap();
-        assert!(stage.is_done(0));
-        assert_eq!(
-            stage.task_stats(0).unwrap(),
-            Some(serde_json::json!({"documents": {"input": 9}}))
+            StageDir::new(Path::new("/r"), Stage::Doc).root(),
+            Path::new("/r/doc")
         );
     }
 

@@ -98,8 +98,8 @@ impl TaskScript<'_> {
         for option in self.resources.sbatch_options() {
             let _ = writeln!(script, "#SBATCH {option}");
         }
-        let logs = self.stage.logs_dir();
-        let done = self.stage.root().join("done");
+        let logs = self.stage.layout().logs_dir();
+        let done = self.stage.layout().done_dir();
         let _ = write!(
             script,
             "set -uo pipefail\n\
@@ -141,7 +141,7 @@ impl TaskScript<'_> {
 pub fn slurm_output_pattern(stage: &StageDir, slurm_dir: &Path, offset: u32) -> PathBuf {
     if offset == 0 {
         // `%5a` zero-pads the index to five digits, as the run folder names task logs.
-        stage.logs_dir().join("task-%5a.log")
+        stage.layout().logs_dir().join("task-%5a.log")
     } else {
         slurm_dir
             .join("logs")

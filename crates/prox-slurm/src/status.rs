@@ -79,7 +79,7 @@ pub fn task_states(
     }
     (0..tasks)
         .map(|rank| {
-            if stage.is_done(rank) {
+            if stage.layout().is_done(rank as usize) {
                 return TaskState::Completed;
             }
             if let Some(task) = queued.get(&rank) {
@@ -145,8 +145,8 @@ mod tests {
     fn states_come_from_markers_then_the_queue_then_the_submissions() {
         let dir = tempfile::tempdir().unwrap();
         let stage = StageDir::new(dir.path(), Stage::All);
-        std::fs::create_dir_all(dir.path().join("done")).unwrap();
-        std::fs::write(stage.done_marker(0), "{}").unwrap();
+        std::fs::create_dir_all(stage.layout().done_dir()).unwrap();
+        std::fs::write(stage.layout().done_marker(0), "{}").unwrap();
         // Rank 1001 ran in the second block of a split array, then was resubmitted alone.
         let jobs = JobsFile {
             jobs: vec![

@@ -102,7 +102,7 @@ pub fn submit(
             }
             .render();
             write_script(&script_path, &script)?;
-            create_dir(&stage_dir.logs_dir())?;
+            create_dir(&stage_dir.layout().logs_dir())?;
             create_dir(&slurm_dir.root().join("logs"))?;
             let after = if stage == Stage::Chunk {
                 doc_jobs.clone()

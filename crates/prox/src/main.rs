@@ -13,6 +13,12 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::commands::Completion;
 
+// Refining allocates and frees a string per field of every document, and large buffers per
+// batch: glibc's allocator returns those to the kernel and faults them back in, batch after
+// batch (about 7% of `prox apply`'s time); mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);

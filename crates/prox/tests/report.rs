@@ -126,6 +126,32 @@ fn show_prints_the_diff_plain_when_piped_and_in_colour_when_forced() {
 }
 
 #[test]
+fn show_and_status_into_a_closed_pipe_end_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_folder(dir.path());
+    let run = dir.path().to_str().unwrap();
+    for args in [
+        vec!["show", run, "--id", "edited-1"],
+        vec!["status", run, "--tasks", "2"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prox"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before `prox` has read the run, as `| head` does after its lines.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn show_makes_a_hostile_document_harmless_to_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let raw = format!("\u{1b}]0;owned\u{7}\u{1b}[2J{}", words("calm", 15));

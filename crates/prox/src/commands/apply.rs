@@ -309,13 +309,13 @@ fn apply_to_record(
                 summary.kept_unchanged += 1;
             }
             output.insert("text".to_owned(), Value::String(text));
-            sinks.kept.write(&output)?;
+            sinks.kept.write_fields(output)?;
         }
         Verdict::Ignored { text } => {
             summary.kept_unchanged += 1;
             summary.programs_ignored += 1;
             output.insert("text".to_owned(), Value::String(text));
-            sinks.kept.write(&output)?;
+            sinks.kept.write_fields(output)?;
         }
         Verdict::Dropped(reason) => {
             summary.dropped_total += 1;
@@ -323,11 +323,11 @@ fn apply_to_record(
             match &mut sinks.dropped {
                 Some(dropped) => {
                     let _ = set_field(&mut output, "prox_drop", drop_info(args.stage, reason));
-                    dropped.write(&output)?;
+                    dropped.write_fields(output)?;
                 }
                 None => {
                     output.insert("text".to_owned(), Value::String(String::new()));
-                    sinks.kept.write(&output)?;
+                    sinks.kept.write_fields(output)?;
                 }
             }
         }

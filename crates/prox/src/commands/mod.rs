@@ -25,6 +25,12 @@ pub enum Completion {
 }
 
 pub fn run(command: Command) -> anyhow::Result<Completion> {
+    if matches!(
+        command,
+        Command::Status(_) | Command::Report(_) | Command::Show(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     match command {
         Command::Refine(args) => refine::run(&args),
         Command::Apply(args) => apply::run(&args),
@@ -38,5 +44,19 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Show(args) => show::run(&args),
+    }
+}
+
+/// Lets a command that prints for people end quietly when its reader goes away
+/// (`prox show RUN | head`), as Unix tools do, where `println!` would panic. Only those
+/// commands: elsewhere a closed pipe must stay an error that names what was being written.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: restoring the default disposition installs no handler, and runs before any
+        // thread of ours exists.
+        #[allow(unsafe_code)]
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 }

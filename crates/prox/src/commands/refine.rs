@@ -308,7 +308,7 @@ pub fn run(args: &RefineArgs) -> anyhow::Result<Completion> {
 fn with_config_file(path: &Path) -> anyhow::Result<RefineArgs> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    let values: serde_yaml::Mapping = serde_yaml::from_str(&text)
+    let values: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("{} is not a YAML mapping", path.display()))?;
     let mut argv = vec!["prox-refine".to_owned()];
     for (key, value) in values {
@@ -320,9 +320,9 @@ fn with_config_file(path: &Path) -> anyhow::Result<RefineArgs> {
             bail!("{}: a config file cannot name another one", path.display());
         }
         match value {
-            serde_yaml::Value::Bool(true) => argv.push(flag),
-            serde_yaml::Value::Bool(false) | serde_yaml::Value::Null => {}
-            serde_yaml::Value::Sequence(items) => {
+            serde_yaml_ng::Value::Bool(true) => argv.push(flag),
+            serde_yaml_ng::Value::Bool(false) | serde_yaml_ng::Value::Null => {}
+            serde_yaml_ng::Value::Sequence(items) => {
                 argv.push(flag);
                 for item in items {
                     argv.push(yaml_scalar(&item, key, path)?);
@@ -352,11 +352,11 @@ fn with_config_file(path: &Path) -> anyhow::Result<RefineArgs> {
     Ok(RefineArgs::from_arg_matches(&matches)?)
 }
 
-fn yaml_scalar(value: &serde_yaml::Value, key: &str, path: &Path) -> anyhow::Result<String> {
+fn yaml_scalar(value: &serde_yaml_ng::Value, key: &str, path: &Path) -> anyhow::Result<String> {
     Ok(match value {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
         _ => bail!(
             "{}: `{key}` must be a string, number or list",
             path.display()

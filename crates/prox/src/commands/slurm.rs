@@ -334,7 +334,9 @@ fn task_words(
             settings.refine_args.clone()
         }
         Stage::Chunk => {
-            let doc_output = StageDir::new(run_dir, Stage::Doc).output_dir();
+            let doc_output = StageDir::new(run_dir, Stage::Doc)
+                .layout()
+                .parts_dir("output");
             words.extend(
                 [
                     "--stages".to_owned(),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use prox_refine::Stats;
 use prox_slurm::{
     read_json_if_present, tail_lines, task_states, Cluster, SlurmDir, SlurmView, StageDir,
     TaskState,
@@ -122,9 +123,10 @@ fn stage_report(stage: &StageDir, states: &[TaskState], log_lines: usize) -> any
     let mut pending = Vec::new();
     let mut failed = Vec::new();
     let mut not_submitted = Vec::new();
-    // Documents the tasks committed so far, from their markers and progress files.
-    let mut documents = serde_json::Map::new();
-    for (rank, state) in (0u32..).zip(states) {
+    let layout = stage.layout();
+    // What the tasks committed so far, from their markers and progress files.
+    let mut so_far: Option<Stats> = None;
+    for (rank, state) in (0usize..).zip(states) {
         match state {
             TaskState::Completed => completed.push(json!(rank)),
             TaskState::Running { job_id } => running.push(json!({"rank": rank, "job": job_id})),
@@ -138,19 +140,13 @@ fn stage_report(stage: &StageDir, states: &[TaskState], log_lines: usize) -> any
                 "rank": rank,
                 "job": job_id,
                 "slurm_state": slurm_state,
-                "log": stage.task_log(rank),
-                "log_tail": tail_lines(&stage.task_log(rank), log_lines),
+                "log": layout.task_log(rank),
+                "log_tail": tail_lines(&layout.task_log(rank), log_lines),
             })),
             TaskState::NotSubmitted => not_submitted.push(json!(rank)),
         }
-        if let Some(stats) = stage.task_stats(rank)? {
-            if let Some(Value::Object(counts)) = stats.get("documents") {
-                for (name, count) in counts {
-                    let sum = documents.get(name).and_then(Value::as_u64).unwrap_or(0)
-                        + count.as_u64().unwrap_or(0);
-                    documents.insert(name.clone(), json!(sum));
-                }
-            }
+        if let Some(stats) = layout.task_stats(rank)? {
+            so_far.get_or_insert_with(Stats::default).add(&stats);
         }
     }
     Ok(json!({
@@ -161,8 +157,8 @@ fn stage_report(stage: &StageDir, states: &[TaskState], log_lines: usize) -> any
         "pending": pending,
         "failed": failed,
         "not_submitted": not_submitted,
-        "documents_so_far": documents,
-        "stats": read_json_if_present::<Value>(&stage.merged_stats())?,
+        "documents_so_far": so_far.map_or_else(|| json!({}), |stats| json!(stats.documents)),
+        "stats": read_json_if_present::<Value>(&layout.stats_json())?,
     }))
 }
 

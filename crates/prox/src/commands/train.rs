@@ -198,7 +198,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_yaml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+            serde_yaml_ng::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
         }
         None => TrainFile::default(),
     };
@@ -356,7 +356,7 @@ mod tests {
             "1e-3",
         ]);
         let file: TrainFile =
-            serde_yaml::from_str("lr: 2.0e-3\nmax_steps: 50\nmodel_config: 0.3b\n")
+            serde_yaml_ng::from_str("lr: 2.0e-3\nmax_steps: 50\nmodel_config: 0.3b\n")
                 .unwrap_or_default();
         let options = resolve(&args, file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(options.recipe.lr, 1e-3);
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn unknown_settings_and_mismatched_weights_are_refused() {
-        assert!(serde_yaml::from_str::<TrainFile>("learning_rate: 1\n").is_err());
+        assert!(serde_yaml_ng::from_str::<TrainFile>("learning_rate: 1\n").is_err());
         let args = parse(&[
             "--data", "a", "--weight", "3", "--weight", "1", "--out", "o",
         ]);

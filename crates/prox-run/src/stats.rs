@@ -1,4 +1,5 @@
-//! The counts of a task or a run, as `docs/run-folder.md` lays them out.
+//! The counts of a task or a run, as `docs/run-folder.md` lays them out. A field a file lacks
+//! (one written by an older `prox`) reads as zero; fields it does not know are ignored.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Where the documents went. `input = output + dropped + failed` and
 /// `output = unchanged + modified + ignored`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DocumentCounts {
     pub input: u64,
     pub output: u64,
@@ -19,6 +21,7 @@ pub struct DocumentCounts {
 
 /// The model work of one stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StageCounts {
     /// Documents that reached the stage.
     pub documents: u64,
@@ -32,12 +35,14 @@ pub struct StageCounts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StageStats {
     pub doc: StageCounts,
     pub chunk: StageCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProgramCounts {
     /// Calls by function name (`drop_doc`, `keep_doc`, `remove_lines`, `normalize`,
     /// `untouch_doc`, `other` for any other no-op).
@@ -49,6 +54,7 @@ pub struct ProgramCounts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TokenCounts {
     pub input: u64,
     pub output: u64,
@@ -57,12 +63,14 @@ pub struct TokenCounts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WordCounts {
     pub input: u64,
     pub output: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Seconds {
     pub total: f64,
     /// Waiting for a model.
@@ -73,6 +81,7 @@ pub struct Seconds {
 
 /// Rates per second of task time (summed over tasks, so a run's rates are per task).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Throughput {
     pub documents_per_second: f64,
     pub input_mb_per_second: f64,
@@ -81,6 +90,7 @@ pub struct Throughput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FileCounts {
     /// Input files (or slices of them) that could not be opened or read to their end; their
     /// documents that were read are counted, the error is in the failures files.
@@ -89,6 +99,7 @@ pub struct FileCounts {
 
 /// Everything a task counts; tasks' stats add up to the run's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     pub documents: DocumentCounts,
     /// Dropped documents by reason: `empty`, `doc_program`, `low_ratio`, `few_words`,
@@ -114,7 +125,18 @@ impl Stats {
             && d.dropped == self.dropped.values().sum::<u64>()
     }
 
-    /// Adds another task's counts to these.
+    /// Documents dropped for `reason`.
+    pub fn dropped_for(&self, reason: &str) -> u64 {
+        self.dropped.get(reason).copied().unwrap_or(0)
+    }
+
+    /// Calls of the program function `name`.
+    pub fn calls_of(&self, name: &str) -> u64 {
+        self.programs.calls.get(name).copied().unwrap_or(0)
+    }
+
+    /// Adds another task's counts to these; ratios and rates are computed again from the
+    /// sums.
     pub fn add(&mut self, other: &Stats) {
         let (d, o) = (&mut self.documents, &other.documents);
         d.input += o.input;
@@ -151,16 +173,19 @@ impl Stats {
         self.update_ratios();
     }
 
-    pub(crate) fn count_drop(&mut self, reason: &str) {
+    /// Counts a dropped document.
+    pub fn count_drop(&mut self, reason: &str) {
         self.documents.dropped += 1;
         *self.dropped.entry(reason.to_owned()).or_default() += 1;
     }
 
-    pub(crate) fn count_call(&mut self, name: &str) {
+    /// Counts a call of a program function.
+    pub fn count_call(&mut self, name: &str) {
         *self.programs.calls.entry(name.to_owned()).or_default() += 1;
     }
 
-    pub(crate) fn update_ratios(&mut self) {
+    /// Computes the ratios, I/O seconds and rates again from the counts.
+    pub fn update_ratios(&mut self) {
         self.tokens.kept_ratio = if self.tokens.input == 0 {
             0.0
         } else {
@@ -217,5 +242,31 @@ mod tests {
         assert!((a.tokens.kept_ratio - 0.4).abs() < 1e-12);
         a.documents.failed += 1;
         assert!(!a.is_balanced());
+    }
+
+    #[test]
+    fn missing_fields_read_as_zero_and_unknown_ones_are_ignored() {
+        let one: Stats = serde_json::from_str(
+            r#"{"documents": {"input": 10, "output": 7, "modified": 3, "unchanged": 4,
+                "dropped": 2, "failed": 1}, "dropped": {"low_ratio": 2},
+                "tokens": {"input": 100, "output": 30, "kept_ratio": 0.3},
+                "programs": {"calls": {"normalize": 2}}, "future_field": 1}"#,
+        )
+        .unwrap();
+        let two: Stats = serde_json::from_str(
+            r#"{"documents": {"input": 5, "output": 5, "unchanged": 5},
+                "tokens": {"input": 100, "output": 70, "kept_ratio": 0.7}}"#,
+        )
+        .unwrap();
+        assert!(one.is_balanced() && two.is_balanced());
+        let mut total = Stats::default();
+        total.add(&one);
+        total.add(&two);
+        assert_eq!(total.documents.input, 15);
+        assert_eq!(total.documents.unchanged, 9);
+        assert_eq!(total.calls_of("normalize"), 2);
+        assert_eq!(total.calls_of("drop_doc"), 0);
+        assert_eq!(total.dropped_for("low_ratio"), 2);
+        assert_eq!(total.tokens.kept_ratio, 0.5);
     }
 }

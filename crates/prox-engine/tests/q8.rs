@@ -1,0 +1,255 @@
+//! The engine's Q8_0 kernel against its portable twin and against candle's `QMatMul` on the
+//! same blocks, and whole models whose Q8_0 weights are computed by either.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+
+use std::sync::Arc;
+
+use prox_engine::q8::{Kernel, Q8Matrix};
+use prox_engine::{
+    generate, Config, DType, Device, GenerateOptions, Generation, GgmlDType, Linear, Llama,
+    LoadOptions, Model, Q8Kernel, Request,
+};
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Module, Tensor};
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Shapes `(tokens, rows, cols)`: one token, tails of every tile size in both tokens and
+/// rows, and enough tokens to cross a token panel and to run in parallel.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 32),
+    (1, 5, 64),
+    (1, 80, 1280),
+    (2, 7, 96),
+    (3, 13, 160),
+    (4, 4, 32),
+    (5, 9, 64),
+    (7, 17, 256),
+    (9, 30, 128),
+    (33, 81, 320),
+    (64, 130, 2048),
+    (300, 257, 1280),
+    (1031, 12, 96),
+];
+
+fn weights(rows: usize, cols: usize, seed: u64) -> QTensor {
+    let w = Tensor::from_vec(pseudo_random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+    QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()
+}
+
+/// The largest |a - b| relative to the largest |b| (outputs near zero make per-element
+/// relative errors meaningless: the sums cancel).
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+        / scale
+}
+
+#[test]
+fn the_simd_kernel_equals_the_portable_kernel() {
+    for (i, &(tokens, rows, cols)) in SHAPES.iter().enumerate() {
+        let m = Q8Matrix::from_qtensor(&weights(rows, cols, i as u64)).unwrap();
+        let x = pseudo_random(tokens * cols, 100 + i as u64);
+        let best = m.matmul_with(&x, Kernel::Best).unwrap();
+        let portable = m.matmul_with(&x, Kernel::Portable).unwrap();
+        let err = relative_error(&best, &portable);
+        assert!(err < 1e-5, "{tokens}x{rows}x{cols}: relative error {err}");
+    }
+}
+
+#[test]
+fn the_kernel_equals_candles_qmatmul_on_the_same_blocks() {
+    for (i, &(tokens, rows, cols)) in SHAPES.iter().enumerate() {
+        let q = Arc::new(weights(rows, cols, i as u64));
+        let m = Q8Matrix::from_qtensor(&q).unwrap();
+        let x = Tensor::from_vec(
+            pseudo_random(tokens * cols, 100 + i as u64),
+            (tokens, cols),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let ours = m.forward(&x).unwrap();
+        let candle = QMatMul::from_arc(q).unwrap().forward(&x).unwrap();
+        assert_eq!(ours.dims(), candle.dims());
+        let (ours, candle) = (
+            ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            candle.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        // The integer dot products are identical; only the float summation order differs.
+        let err = relative_error(&ours, &candle);
+        assert!(err < 1e-5, "{tokens}x{rows}x{cols}: relative error {err}");
+    }
+}
+
+#[test]
+fn a_token_gets_the_same_bits_alone_as_in_any_batch() {
+    // 11 tokens: two tiles of the prefill kernel and a tail of 3 for the decode kernel;
+    // alone, each token goes to the decode kernel.
+    let m = Q8Matrix::from_qtensor(&weights(37, 256, 9)).unwrap();
+    let x = pseudo_random(11 * 256, 10);
+    let all = m.matmul(&x).unwrap();
+    for (t, row) in x.chunks_exact(256).enumerate() {
+        assert_eq!(
+            m.matmul(row).unwrap(),
+            &all[t * 37..(t + 1) * 37],
+            "token {t}"
+        );
+    }
+}
+
+#[test]
+fn three_dimensional_inputs_keep_their_leading_dimensions() {
+    let m = Q8Matrix::from_qtensor(&weights(6, 64, 11)).unwrap();
+    let x = Tensor::from_vec(pseudo_random(2 * 3 * 64, 12), (2, 3, 64), &Device::Cpu).unwrap();
+    assert_eq!(m.forward(&x).unwrap().dims(), &[2, 3, 6]);
+}
+
+#[test]
+fn q8_0_qtensors_from_a_file_go_to_the_engine_kernel_and_others_to_candle() {
+    let q8 = Arc::new(weights(8, 64, 13));
+    let linear = Linear::from_qtensor(q8.clone(), DType::F32, Q8Kernel::Engine).unwrap();
+    assert!(matches!(linear, Linear::Q8(_)));
+    let linear = Linear::from_qtensor(q8, DType::F32, Q8Kernel::Candle).unwrap();
+    assert!(matches!(linear, Linear::Quantized(_)));
+    let w = Tensor::from_vec(pseudo_random(8 * 256, 14), (8, 256), &Device::Cpu).unwrap();
+    let q4 = Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+    let linear = Linear::from_qtensor(q4, DType::F32, Q8Kernel::Engine).unwrap();
+    assert!(matches!(linear, Linear::Quantized(_)));
+}
+
+/// Margins below this may flip with the Q8_0 rounding of activations (see
+/// [`assert_same_greedy_tokens`]).
+const ROUNDING_TIE: f32 = 0.05;
+
+fn greedy(llama: &Llama, prompts: &[Vec<u32>], new_tokens: usize) -> Vec<Generation> {
+    let requests: Vec<Request> = prompts
+        .iter()
+        .map(|p| Request {
+            prompt_ids: p.clone(),
+            max_new_tokens: new_tokens,
+        })
+        .collect();
+    let options = GenerateOptions {
+        eos_token_ids: Some(Vec::new()),
+        ..GenerateOptions::default()
+    };
+    generate(llama, &requests, &options)
+        .unwrap()
+        .into_iter()
+        .map(|g| g.unwrap())
+        .collect()
+}
+
+/// Greedy tokens of a model quantized to Q8_0 are those of the same blocks computed by
+/// candle, up to the first step where either run's top-1/top-2 margin is below `tie`.
+/// Returns the steps compared.
+///
+/// The two kernels' logits differ by about 1e-6 (summation order), but an activation that
+/// sits on a rounding boundary of the Q8_0 quantizer can then round the other way, and that
+/// moves the logits by up to a few hundredths: candle's own cached and uncached paths
+/// (whose attention and norms differ by 1e-6) disagree by 0.016 at a step of the tiny model.
+fn assert_same_greedy_tokens(
+    f32_model: &Llama,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    tie: f32,
+) -> usize {
+    let mut engine = f32_model.clone();
+    engine.quantize(GgmlDType::Q8_0).unwrap();
+    assert!(matches!(engine.lm_head, Linear::Q8(_)));
+    let mut candle = f32_model.clone();
+    candle
+        .quantize_with(GgmlDType::Q8_0, Q8Kernel::Candle)
+        .unwrap();
+    assert!(matches!(candle.lm_head, Linear::Quantized(_)));
+    let ours = greedy(&engine, prompts, new_tokens);
+    let theirs = greedy(&candle, prompts, new_tokens);
+    let mut compared = 0;
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let n = a
+            .margins
+            .iter()
+            .zip(&b.margins)
+            .position(|(&x, &y)| x.min(y) < tie)
+            .unwrap_or(b.ids.len());
+        assert_eq!(
+            a.ids[..n],
+            b.ids[..n],
+            "prompt {i}: engine Q8_0 vs candle Q8_0 (margins {:?})",
+            b.margins
+        );
+        compared += n;
+    }
+    compared
+}
+
+#[test]
+fn tiny_llama_greedy_tokens_are_candles_with_the_q8_0_kernel() {
+    let model = Model::load(&prox_test::fixture("tiny-llama"), &LoadOptions::default()).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(prox_test::fixture("tiny-llama/golden.json")).unwrap(),
+    )
+    .unwrap();
+    let prompts: Vec<Vec<u32>> = golden["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["prompt_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    let compared = assert_same_greedy_tokens(&model.llama, &prompts, 24, ROUNDING_TIE);
+    assert!(compared >= 20, "only {compared} steps were decisive");
+}
+
+#[test]
+fn a_random_refiner_shaped_model_decodes_the_same_with_either_q8_0_kernel() {
+    // The ProX refiner's layout (one key/value head, untied head) at a small size.
+    let cfg = Config {
+        hidden_size: 256,
+        intermediate_size: 512,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 1,
+        head_dim: 64,
+        vocab_size: 500,
+        tie_word_embeddings: false,
+        max_position_embeddings: 256,
+        ..Config::prox_refiner()
+    };
+    let model = Llama::random(&cfg, DType::F32, &Device::Cpu, 3).unwrap();
+    let prompts: Vec<Vec<u32>> = (0..5)
+        .map(|s| {
+            (0..20 + 13 * s)
+                .map(|i| 3 + ((i * 31 + s * 97) % 490) as u32)
+                .collect()
+        })
+        .collect();
+    let compared = assert_same_greedy_tokens(&model, &prompts, 16, ROUNDING_TIE);
+    assert!(compared >= 20, "only {compared} steps were decisive");
+}

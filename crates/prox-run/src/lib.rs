@@ -1,0 +1,34 @@
+//! The run folder of `prox refine`: the contract (`docs/run-folder.md`) between the crates
+//! that write it (`prox-refine`) and those that read it (`prox-slurm`, `prox-report`).
+//!
+//! - [`RunLayout`] names every file of a run folder, lists its parts in run order, and reads
+//!   the tasks' completion markers and checkpoints.
+//! - [`Stats`] is what a task counts; the stats of tasks add up to the run's, and files that
+//!   lack a field (written by an older `prox`) read it as zero.
+//!
+//! This crate reads; writing (atomically) is the writer's job.
+//!
+//! ```
+//! use std::path::Path;
+//! use prox_run::RunLayout;
+//!
+//! let run = RunLayout::new("runs/web");
+//! assert_eq!(run.done_marker(3), Path::new("runs/web/done/task-00003.json"));
+//! assert_eq!(
+//!     run.part("output", 3, 1, "parquet"),
+//!     Path::new("runs/web/output/part-00003-00001.parquet")
+//! );
+//! ```
+
+mod error;
+mod layout;
+mod stats;
+
+pub use error::{Error, Result};
+pub use layout::{
+    read_json, read_json_if_present, RunLayout, StatsSource, DROPPED, FAILURES, OUTPUT, PARTS,
+};
+pub use stats::{
+    DocumentCounts, FileCounts, ProgramCounts, Seconds, StageCounts, StageStats, Stats, Throughput,
+    TokenCounts, WordCounts,
+};
