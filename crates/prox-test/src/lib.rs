@@ -33,10 +33,19 @@ pub fn fixture(relative: impl AsRef<Path>) -> PathBuf {
     path
 }
 
-/// The root of this Cargo workspace.
+/// The root of this Cargo workspace: the nearest folder with a `Cargo.lock` above the crate
+/// under test.
 pub fn workspace_root() -> PathBuf {
-    // This crate sits at `crates/prox-test`.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Cargo names the tested crate's folder at run time too. That one is preferred over this
+    // crate's folder at build time: a build reused from another checkout of the workspace
+    // (one CARGO_TARGET_DIR shared by two clones) would point into that other checkout.
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let start =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| built_in.to_owned(), PathBuf::from);
+    start
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or_else(|| built_in.join("../.."), Path::to_path_buf)
 }
 
 /// Every line of a JSON-lines fixture, parsed, with its 1-based line number.
