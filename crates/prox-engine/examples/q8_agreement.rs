@@ -1,6 +1,7 @@
 //! How often 8-bit weights (Q8_0) change greedy output, on a real model over ProX prompts:
 //! SmolLM2-135M-Instruct (the GGUF of `scripts/fetch-smollm2.sh`, dequantized to f32 as the
-//! reference), the chunk-stage prompts of `../shared/fixtures/prompts/vectors.jsonl`
+//! reference), the chunk-stage prompts of `prompts/vectors.jsonl` in the golden fixtures
+//! (`../shared/fixtures`, or `$PROX_FIXTURES`)
 //! (re-tokenized with SmolLM2's tokenizer), greedy decoding of `--new-tokens` tokens.
 //!
 //!     cargo run --release -p prox-engine --example q8_agreement -- \
@@ -47,12 +48,7 @@ fn main() -> AnyResult<()> {
         .as_ref()
         .ok_or("the GGUF file has no tokenizer")?;
 
-    let fixtures = std::env::var("PROX_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    let vectors = std::fs::read_to_string(fixtures.join("prompts/vectors.jsonl"))?;
+    let vectors = std::fs::read_to_string(prox_test::fixture("prompts/vectors.jsonl"))?;
     let mut prompts: Vec<Vec<u32>> = Vec::new();
     for line in vectors.lines() {
         let row: serde_json::Value = serde_json::from_str(line)?;

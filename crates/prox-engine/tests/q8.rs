@@ -13,19 +13,7 @@ use prox_engine::{
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
+use prox_test::pseudo_random;
 
 /// Shapes `(tokens, rows, cols)`: one token, tails of every tile size in both tokens and
 /// rows, and enough tokens to cross a token panel and to run in parallel.

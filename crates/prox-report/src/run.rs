@@ -225,6 +225,28 @@ pub enum Item<T> {
     Problem(String),
 }
 
+/// The rows of one part file, each record turned into a row by `row`; a record `row` rejects
+/// (its reason), an unreadable line or an unreadable file is a problem naming where it was.
+fn rows_of<T: 'static>(
+    path: &Path,
+    row: impl Fn(Record) -> Result<T, String> + 'static,
+) -> Box<dyn Iterator<Item = Item<T>>> {
+    match prox_io::open_records(path) {
+        Ok(records) => Box::new(records.map(move |item| match item {
+            Ok(Ok(record)) => {
+                let location = record.location.clone();
+                match row(record) {
+                    Ok(row) => Item::Row(row),
+                    Err(reason) => Item::Problem(format!("{location}: {reason}")),
+                }
+            }
+            Ok(Err(error)) => Item::Problem(error.to_string()),
+            Err(error) => Item::Problem(prox_io::error_chain(&error)),
+        })),
+        Err(error) => Box::new(std::iter::once(Item::Problem(prox_io::error_chain(&error)))),
+    }
+}
+
 impl RunFolder {
     /// Opens a run folder; it must hold at least one of the contract's outputs.
     pub fn open(root: &Path) -> Result<Self, Error> {
@@ -263,25 +285,9 @@ impl RunFolder {
         let kept = self.parts(OUTPUT)?.into_iter().map(|path| (path, false));
         let dropped = self.parts(DROPPED)?.into_iter().map(|path| (path, true));
         Ok(kept.chain(dropped).flat_map(|(path, dropped)| {
-            let records: Box<dyn Iterator<Item = Item<DocumentRow>>> =
-                match prox_io::open_records(&path) {
-                    Ok(records) => Box::new(records.map(move |item| match item {
-                        Ok(Ok(record)) => match DocumentRow::from_record(&record, dropped) {
-                            Ok(row) => Item::Row(row),
-                            Err(reason) => Item::Problem(format!(
-                                "{}:{}: {reason}",
-                                record.location.file.display(),
-                                record.location.line
-                            )),
-                        },
-                        Ok(Err(error)) => Item::Problem(error.to_string()),
-                        Err(error) => Item::Problem(prox_io::error_chain(&error)),
-                    })),
-                    Err(error) => {
-                        Box::new(std::iter::once(Item::Problem(prox_io::error_chain(&error))))
-                    }
-                };
-            records
+            rows_of(&path, move |record| {
+                DocumentRow::from_record(&record, dropped)
+            })
         }))
     }
 
@@ -289,27 +295,10 @@ impl RunFolder {
     pub fn failures(&self) -> Result<impl Iterator<Item = Item<FailureRow>>, Error> {
         let parts = self.parts(FAILURES)?;
         Ok(parts.into_iter().flat_map(|path| {
-            let records: Box<dyn Iterator<Item = Item<FailureRow>>> =
-                match prox_io::open_records(&path) {
-                    Ok(records) => Box::new(records.map(|item| match item {
-                        Ok(Ok(record)) => {
-                            match serde_json::from_value(Value::Object(record.fields)) {
-                                Ok(row) => Item::Row(row),
-                                Err(error) => Item::Problem(format!(
-                                    "{}:{}: not a failure row: {error}",
-                                    record.location.file.display(),
-                                    record.location.line
-                                )),
-                            }
-                        }
-                        Ok(Err(error)) => Item::Problem(error.to_string()),
-                        Err(error) => Item::Problem(prox_io::error_chain(&error)),
-                    })),
-                    Err(error) => {
-                        Box::new(std::iter::once(Item::Problem(prox_io::error_chain(&error))))
-                    }
-                };
-            records
+            rows_of(&path, |record| {
+                serde_json::from_value(Value::Object(record.fields))
+                    .map_err(|error| format!("not a failure row: {error}"))
+            })
         }))
     }
 
