@@ -3,16 +3,23 @@
 //!
 //!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0|q8_0-candle \
 //!         [--reps 3] [--prompt 512] [--prefill-batches 1,8] [--decode-batches 1,8,32] \
-//!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1]
+//!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1] [--load DIR]
+//!     cargo run --release -p prox-engine --example bench -- --save DIR
 //!
-//! One dtype per process, so that the peak resident memory (`VmHWM`) is that dtype's.
+//! One dtype per process, so that the peak resident memory (`VmHWM`) is that dtype's; each
+//! phase's own peak is the last column (the peak is reset between phases where Linux allows).
+//! `--save DIR` writes the random model as a Hugging Face folder (f32 safetensors, 1.4 GB)
+//! and exits; `--load DIR` loads such a folder through `Model::load` instead of building the
+//! model in memory, and reports the load time and its peak memory against the weights (run
+//! with `--prefill-batches '' --decode-batches '' --choice-batch 0` to load only).
 //! `scripts/bench-engine.sh` runs every dtype and adds the CPU's arithmetic peak.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use prox_engine::{
     choose, generate, ChooseOptions, Config, DType, Device, GenerateOptions, GgmlDType, KvCache,
-    Llama, LogitsAt, Q8Kernel, Request,
+    Llama, LoadOptions, LogitsAt, Model, Q8Kernel, Request,
 };
 
 // The allocator of the `prox` binary, so that the figures are what `prox` gets: with glibc's,
@@ -31,6 +38,8 @@ struct Args {
     decode_steps: usize,
     choice_batch: usize,
     choice_reps: usize,
+    save: Option<PathBuf>,
+    load: Option<PathBuf>,
 }
 
 fn parse_args() -> AnyResult<Args> {
@@ -43,6 +52,8 @@ fn parse_args() -> AnyResult<Args> {
         decode_steps: 8,
         choice_batch: 8,
         choice_reps: 1,
+        save: None,
+        load: None,
     };
     let list = |v: &str| -> AnyResult<Vec<usize>> {
         v.split(',')
@@ -62,6 +73,8 @@ fn parse_args() -> AnyResult<Args> {
             "--decode-steps" => args.decode_steps = value.parse()?,
             "--choice-batch" => args.choice_batch = value.parse()?,
             "--choice-reps" => args.choice_reps = value.parse::<usize>()?.max(1),
+            "--save" => args.save = Some(value.into()),
+            "--load" => args.load = Some(value.into()),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -78,6 +91,59 @@ fn status_kib(field: &str) -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Resets `VmHWM` to the current RSS, so that the next reading is the peak of what follows.
+/// Returns false where the kernel does not allow it (then peaks accumulate).
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The peak RSS since the last [`reset_peak`], in MiB.
+fn peak_mib() -> f64 {
+    status_kib("VmHWM:") as f64 / 1024.0
+}
+
+/// Writes the random refiner as a Hugging Face folder: `config.json` and f32
+/// `model.safetensors`.
+fn save(dir: &Path, cfg: &Config) -> AnyResult<()> {
+    std::fs::create_dir_all(dir)?;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "vocab_size": cfg.vocab_size,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "tie_word_embeddings": cfg.tie_word_embeddings,
+        "hidden_act": "silu",
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": cfg.eos_token_ids.first(),
+        "torch_dtype": "float32",
+    });
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    let start = Instant::now();
+    let tensors = Llama::random_weights(cfg, DType::F32, &Device::Cpu, 1)?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    println!(
+        "# saved {} ({:.1}s)",
+        dir.join("model.safetensors").display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -104,13 +170,48 @@ fn main() -> AnyResult<()> {
         "q4_k" => (DType::F32, Some(GgmlDType::Q4K), Q8Kernel::Engine),
         other => return Err(format!("unknown dtype {other}").into()),
     };
-    let start = Instant::now();
-    let mut model = Llama::random(&cfg, dtype, &Device::Cpu, 1)?;
-    if let Some(q) = quantize {
-        model.quantize_with(q, kernel)?;
+    if let Some(dir) = &args.save {
+        return save(dir, &cfg);
     }
+    let resets = reset_peak();
+    let rss_at_start = status_kib("VmRSS:") as f64 / 1024.0;
+    let start = Instant::now();
+    let model = match &args.load {
+        Some(dir) => {
+            if kernel != Q8Kernel::Engine {
+                return Err("--load computes Q8_0 with the engine's kernel only".into());
+            }
+            let options = LoadOptions {
+                dtype,
+                quantize,
+                ..LoadOptions::default()
+            };
+            let model = Model::load(dir, &options)?.llama;
+            if model.config() != &cfg {
+                return Err(format!("{} is not the refiner shape", dir.display()).into());
+            }
+            model
+        }
+        None => {
+            let mut model = Llama::random(&cfg, dtype, &Device::Cpu, 1)?;
+            if let Some(q) = quantize {
+                model.quantize_with(q, kernel)?;
+            }
+            model
+        }
+    };
     let load_s = start.elapsed().as_secs_f64();
     let rss_loaded = status_kib("VmRSS:");
+    let load_peak = peak_mib();
+    let weights = mib(model.weight_bytes());
+    println!(
+        "# {}: load={load_s:.2}s weights={weights:.0}MiB peak_rss_load={load_peak:.0}MiB ({:.2}x weights; {rss_at_start:.0}MiB before loading)",
+        match &args.load {
+            Some(dir) => format!("loaded {} through Model::load", dir.display()),
+            None => "random weights built in memory".to_owned(),
+        },
+        load_peak / weights
+    );
     // Matmul parameters (embeddings are a lookup): the FLOPs per token are 2 × these,
     // plus attention.
     let n_params = cfg.num_parameters() - cfg.vocab_size * cfg.hidden_size;
@@ -121,10 +222,21 @@ fn main() -> AnyResult<()> {
         cfg.num_parameters(),
         rss_loaded as f64 / 1024.0
     );
-    println!("dtype\tphase\tbatch\ttokens\tmedian_s\ttokens_per_s\tgflops\treps");
+    println!("dtype\tphase\tbatch\ttokens\tmedian_s\ttokens_per_s\tgflops\treps\tpeak_rss_mib");
+    // The largest set of caches alive at once, and the largest phase peak, for the memory
+    // ratio at the end.
+    let mut kv_bytes = 0usize;
+    let mut run_peak = load_peak;
+    let mut phase_peak = || {
+        let p = peak_mib();
+        run_peak = run_peak.max(p);
+        p
+    };
 
     // Prefill: `batch` prompts of `prompt` tokens in one packed call.
     for &batch in &args.prefill_batches {
+        reset_peak();
+        kv_bytes = kv_bytes.max(batch * model.kv_cache_bytes(args.prompt));
         let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(args.prompt, b)).collect();
         let mut times = Vec::new();
         for _ in 0..args.reps {
@@ -141,16 +253,19 @@ fn main() -> AnyResult<()> {
         let m = median(times);
         let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
         println!(
-            "{}\tprefill\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}",
+            "{}\tprefill\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t{:.0}",
             args.dtype,
             tokens as f64 / m,
-            args.reps
+            args.reps,
+            phase_peak()
         );
     }
 
     // Decode: `batch` sequences with a 64-token context advance one token per call.
     let context = 64;
     for &batch in &args.decode_batches {
+        reset_peak();
+        kv_bytes = kv_bytes.max(batch * model.kv_cache_bytes(context + args.decode_steps));
         let mut times = Vec::new();
         for _ in 0..args.reps {
             let mut caches = (0..batch)
@@ -175,10 +290,11 @@ fn main() -> AnyResult<()> {
         let m = median(times);
         let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
         println!(
-            "{}\tdecode\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}",
+            "{}\tdecode\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t{:.0}",
             args.dtype,
             tokens as f64 / m,
-            args.reps
+            args.reps,
+            phase_peak()
         );
     }
 
@@ -188,6 +304,10 @@ fn main() -> AnyResult<()> {
     // model does not stop; random weights never emit EOS).
     if args.choice_batch > 0 {
         let batch = args.choice_batch;
+        // The choice holds a cache per prompt and candidate (each branch continues its own
+        // copy), free decoding a cache per prompt.
+        kv_bytes = kv_bytes.max(2 * batch * model.kv_cache_bytes(args.prompt + 4));
+        kv_bytes = kv_bytes.max(batch * model.kv_cache_bytes(args.prompt + 32));
         let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(args.prompt, b)).collect();
         let candidates = [
             vec![5768, 29918, 1514, 580, 2],
@@ -202,11 +322,20 @@ fn main() -> AnyResult<()> {
             }
             Ok(median(times))
         };
+        reset_peak();
         let choice = time(&|| {
             choose(&model, &prompts, &candidates, &ChooseOptions::default())?;
             Ok(())
         })?;
+        println!(
+            "{}\tchoice\t{batch}\t{}\t{choice:.3}\t-\t-\t{}\t{:.0}",
+            args.dtype,
+            batch * args.prompt,
+            args.choice_reps,
+            phase_peak()
+        );
         for new_tokens in [5usize, 32] {
+            reset_peak();
             let requests: Vec<Request> = prompts
                 .iter()
                 .map(|p| Request {
@@ -223,19 +352,28 @@ fn main() -> AnyResult<()> {
                 Ok(())
             })?;
             println!(
-                "{}\tchoice-vs-free{new_tokens}\t{batch}\t{}\t{choice:.3}\t(free {free:.3}s, saves {:.0}%; forward tokens {} vs {})\t-\t{}",
+                "{}\tchoice-vs-free{new_tokens}\t{batch}\t{}\t{choice:.3}\t(free {free:.3}s, saves {:.0}%; forward tokens {} vs {})\t-\t{}\t{:.0}",
                 args.dtype,
                 batch * args.prompt,
                 100.0 * (1.0 - choice / free),
                 batch * (args.prompt + 2 * 4),
                 batch * (args.prompt + new_tokens - 1),
-                args.choice_reps
+                args.choice_reps,
+                phase_peak()
             );
         }
     }
+    let kv = mib(kv_bytes);
+    let peak = if resets { run_peak } else { peak_mib() };
     println!(
-        "# peak_rss={:.0}MiB (VmHWM; q8_0 includes the f32 weights it was quantized from)",
-        status_kib("VmHWM:") as f64 / 1024.0
+        "# peak_rss={peak:.0}MiB = {:.3}x (weights {weights:.0}MiB + kv {kv:.0}MiB, the largest \
+         set of caches of one phase){}",
+        peak / (weights + kv),
+        if args.load.is_none() && quantize.is_some() {
+            "; built in memory, the quantized model's load peak includes its f32 weights"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

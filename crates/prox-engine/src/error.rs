@@ -47,6 +47,16 @@ pub enum Error {
         #[source]
         source: candle_core::Error,
     },
+    /// A safetensors file whose header is malformed or does not match its size (truncated).
+    #[error("invalid safetensors file {path}: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+    /// A tensor of a safetensors file cannot be read or has the wrong shape.
+    #[error("{path}: tensor `{tensor}`: {reason}")]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        reason: String,
+    },
     /// A GGUF file lacks metadata a llama model needs, or has it with the wrong type.
     #[error("{path}: GGUF metadata `{key}`: {reason}")]
     GgufMetadata {

@@ -21,7 +21,7 @@ use candle_core::Tensor;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::load::{error_chain, LoadOptions, Model};
-use crate::model::{Attention, DecoderLayer, Linear, Llama, Mlp, Q8Kernel, RmsNorm};
+use crate::model::{Attention, DecoderLayer, Linear, Llama, Mlp, Q8Kernel, Quantization, RmsNorm};
 
 /// Typed access to a GGUF file's metadata, with errors that name the file and the key.
 pub struct Metadata<'a> {
@@ -184,7 +184,8 @@ pub fn config_from_metadata(meta: &Metadata, vocab_size: usize) -> Result<Config
 }
 
 /// Loads a GGUF file: quantized weights stay quantized (projections and the output head)
-/// unless `options.dequantize`; embeddings and norms are dequantized to the compute dtype.
+/// unless `options.dequantize`, or are requantized to `options.quantize` as they are read;
+/// embeddings and norms are dequantized to the compute dtype.
 pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
     let file = File::open(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
@@ -227,7 +228,15 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
             .and_then(|t| t.to_dtype(dtype))
             .map_err(weights_error)
     };
+    let quantization = options.quantize.map(Quantization::new);
     let linear = |q: Arc<QTensor>| -> Result<Linear> {
+        if let Some(quantization) = quantization {
+            // Requantized from the weight dequantized to the compute dtype, one weight at a
+            // time: the result carries the file's rounding plus the new type's.
+            return Linear::Float(dense(&q)?)
+                .quantize_with(quantization.dtype, quantization.kernel)
+                .map_err(weights_error);
+        }
         if options.dequantize {
             Ok(Linear::Float(dense(&q)?))
         } else {
@@ -245,6 +254,20 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
 
     let embed = read("token_embd.weight")?;
     let embed_tokens = dense(&embed)?;
+    // The head before the layers: requantizing it holds its float matrix, the largest of
+    // the model, and that is cheaper while the layers are not loaded yet.
+    let lm_head = if has_output {
+        linear(read("output.weight")?)?
+    } else if let Some(quantization) = quantization {
+        Linear::Float(embed_tokens.clone())
+            .quantize_with(quantization.dtype, quantization.kernel)
+            .map_err(weights_error)?
+    } else if options.dequantize || !is_quantized(&embed) {
+        Linear::Float(embed_tokens.clone())
+    } else {
+        // Tied: the head computes with the embedding's quantized blocks, as llama.cpp does.
+        linear(embed.clone())?
+    };
     let layers = (0..config.num_layers)
         .map(|i| {
             let p = format!("blk.{i}");
@@ -267,14 +290,6 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
         })
         .collect::<Result<Vec<_>>>()?;
     let final_norm = norm(&read("output_norm.weight")?)?;
-    let lm_head = if has_output {
-        linear(read("output.weight")?)?
-    } else if options.dequantize || !is_quantized(&embed) {
-        Linear::Float(embed_tokens.clone())
-    } else {
-        // Tied: the head computes with the embedding's quantized blocks, as llama.cpp does.
-        linear(embed.clone())?
-    };
     let llama = Llama::from_parts(embed_tokens, layers, final_norm, lm_head, config)
         .map_err(weights_error)?;
 

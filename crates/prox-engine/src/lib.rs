@@ -4,6 +4,9 @@
 //! - [`Model::load`] reads a Hugging Face Llama folder (`config.json`, `model.safetensors`
 //!   or sharded safetensors with an index; f32/bf16/f16 weights) or a llama-architecture
 //!   GGUF file (quantized weights, tokenizer and chat template from its metadata).
+//!   Safetensors are read one tensor at a time ([`SafetensorsWeights`]) and
+//!   [`LoadOptions::quantize`] quantizes each weight as it is read, so loading holds the
+//!   model plus one tensor, never the files' bytes beside it.
 //! - [`Llama::forward`] runs a *packed* batch: the new tokens of all sequences in one
 //!   `[tokens, hidden]` matrix, each token with its own rotary position, attention per
 //!   sequence into preallocated [`KvCache`]s written in place; logits at every position or
@@ -33,6 +36,7 @@ pub mod hub;
 mod load;
 mod model;
 pub mod q8;
+mod weights;
 
 pub use candle_core::quantized::GgmlDType;
 pub use candle_core::{DType, Device};
@@ -46,6 +50,8 @@ pub use crate::generate::{
 pub use crate::hub::{hub_cache_dir, resolve_model, resolve_model_in};
 pub use crate::load::{safetensors_files, LoadOptions, Model};
 pub use crate::model::{
-    Attention, DecoderLayer, KvCache, Linear, Llama, LogitsAt, Mlp, Q8Kernel, RmsNorm, Rotary,
+    Attention, DecoderLayer, KvCache, Linear, Llama, LogitsAt, Mlp, Q8Kernel, Quantization,
+    RmsNorm, Rotary,
 };
 pub use crate::q8::Q8Matrix;
+pub use crate::weights::SafetensorsWeights;

@@ -5,13 +5,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::GgmlDType;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use prox_tokenizer::Tokenizer;
 
 use crate::config::HfConfig;
 use crate::error::{Error, Result};
-use crate::model::Llama;
+use crate::model::{Llama, Quantization};
+use crate::weights::SafetensorsWeights;
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -20,7 +21,8 @@ pub struct LoadOptions {
     pub dtype: DType,
     pub device: Device,
     /// Quantize the projection weights and the output head to this type when loading
-    /// (Q8_0, Q4_K…). A GGUF file is requantized: dequantized to f32, then quantized.
+    /// (Q8_0, Q4_K…), each as soon as it is read, so that the float weights are never all
+    /// in memory. A GGUF file is requantized: each weight dequantized to f32, then quantized.
     pub quantize: Option<GgmlDType>,
     /// GGUF only: dequantize every weight to the compute dtype instead of computing with
     /// the quantized blocks.
@@ -53,29 +55,16 @@ pub struct Model {
 impl Model {
     /// Loads a Hugging Face model folder or a `.gguf` file.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
-        let mut model = if path.is_dir() {
-            load_hf_dir(path, options)?
+        if path.is_dir() {
+            load_hf_dir(path, options)
         } else if path.is_file() {
-            // Requantizing a GGUF file starts from its weights dequantized to f32: the
-            // result carries the file's rounding plus the new type's.
-            let gguf_options = LoadOptions {
-                dequantize: options.dequantize || options.quantize.is_some(),
-                ..options.clone()
-            };
-            crate::gguf::load_gguf(path, &gguf_options)?
+            crate::gguf::load_gguf(path, options)
         } else {
-            return Err(Error::NotAModel {
+            Err(Error::NotAModel {
                 path: path.to_path_buf(),
                 reason: "no such file or folder".to_owned(),
-            });
-        };
-        if let Some(q) = options.quantize {
-            model.llama.quantize(q).map_err(|source| Error::Weights {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            })
         }
-        Ok(model)
     }
 }
 
@@ -113,21 +102,16 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 fn load_hf_dir(dir: &Path, options: &LoadOptions) -> Result<Model> {
     let config_path = dir.join("config.json");
     let config = HfConfig::from_file(&config_path)?.into_config(&config_path)?;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for file in safetensors_files(dir)? {
-        // Read, not memory-mapped: mapping needs `unsafe`, which the workspace forbids.
-        let shard = candle_core::safetensors::load(&file, &options.device).map_err(|source| {
-            Error::Weights {
-                path: file.clone(),
-                source,
-            }
-        })?;
-        tensors.extend(shard);
-    }
-    let vb = VarBuilder::from_tensors(tensors, options.dtype, &options.device);
-    let llama = Llama::load(&vb, &config).map_err(|source| Error::Weights {
-        path: dir.to_path_buf(),
-        source,
+    // Each tensor is read when the model asks for it (see `SafetensorsWeights`).
+    let weights = SafetensorsWeights::open(&safetensors_files(dir)?)?;
+    let vb = VarBuilder::from_backend(Box::new(&weights), options.dtype, options.device.clone());
+    let quantization = options.quantize.map(Quantization::new);
+    let llama = Llama::load_quantized(&vb, &config, quantization).map_err(|source| {
+        // A read failure is reported with its file and tensor.
+        weights.take_failure().unwrap_or_else(|| Error::Weights {
+            path: dir.to_path_buf(),
+            source,
+        })
     })?;
     let has_tokenizer =
         dir.join("tokenizer.json").is_file() || dir.join("tokenizer.model").is_file();

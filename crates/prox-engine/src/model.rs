@@ -43,10 +43,44 @@ pub enum Q8Kernel {
     Candle,
 }
 
+/// A quantization applied to every projection weight and the output head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantization {
+    pub dtype: GgmlDType,
+    pub kernel: Q8Kernel,
+}
+
+impl Quantization {
+    /// `dtype`, Q8_0 computed by the engine's kernel.
+    pub fn new(dtype: GgmlDType) -> Self {
+        Quantization {
+            dtype,
+            kernel: Q8Kernel::Engine,
+        }
+    }
+}
+
 impl Linear {
     /// Loads the `[out, in]` weight `name` in the var builder's dtype.
     pub fn load(vb: &VarBuilder, out_dim: usize, in_dim: usize, name: &str) -> CResult<Self> {
         Ok(Linear::Float(vb.get((out_dim, in_dim), name)?))
+    }
+
+    /// [`Linear::load`], then quantized at once when `quantization` is given: the float
+    /// matrix is dropped before the next weight is read, so loading never holds more than
+    /// one of them. The blocks are those [`Linear::quantize`] gives after loading.
+    pub fn load_quantized(
+        vb: &VarBuilder,
+        out_dim: usize,
+        in_dim: usize,
+        name: &str,
+        quantization: Option<Quantization>,
+    ) -> CResult<Self> {
+        let linear = Self::load(vb, out_dim, in_dim, name)?;
+        match quantization {
+            Some(q) => linear.quantize_with(q.dtype, q.kernel),
+            None => Ok(linear),
+        }
     }
 
     /// A quantized weight `[out, in]` (from a GGUF file or a quantizer): Q8_0 on the CPU
@@ -59,6 +93,18 @@ impl Linear {
         match QMatMul::from_arc(q)? {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Ok(Linear::Float(t.to_dtype(dtype)?)),
             quantized => Ok(Linear::Quantized(quantized)),
+        }
+    }
+
+    /// Bytes the weight takes in memory (Q8_0: a byte per value and an f32 scale per
+    /// 32-value block, not counting the padding of the last panel).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Linear::Float(w)
+            | Linear::Quantized(QMatMul::Tensor(w))
+            | Linear::Quantized(QMatMul::TensorF16(w)) => tensor_bytes(w),
+            Linear::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Linear::Q8(m) => m.rows() * m.cols() / 32 * (32 + 4),
         }
     }
 
@@ -105,6 +151,10 @@ impl Linear {
             Linear::Quantized(_) | Linear::Q8(_) => Ok(self.clone()),
         }
     }
+}
+
+fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
 }
 
 /// Root-mean-square normalisation with a learned scale.
@@ -181,9 +231,11 @@ impl Rotary {
     }
 }
 
-/// Tokens of one packed forward pass when only last-position logits are asked: larger
-/// batches of sequences run as several passes.
-const PACKED_TOKENS: usize = 1024;
+/// Tokens of one packed forward pass: larger batches of sequences run as several passes.
+/// Their activations are what a forward pass holds beside the weights and caches: the
+/// refiner's prefill of 8 × 512 tokens peaked 38 MiB lower with 512 than with 1024, at the
+/// same speed.
+const PACKED_TOKENS: usize = 512;
 /// From this many new queries of one sequence, attention runs as matrix products.
 const GEMM_ATTENTION_MIN_QUERIES: usize = 16;
 /// Queries per block of GEMM attention: the scores of a block are `heads × block × keys`
@@ -203,15 +255,22 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+    pub fn load(
+        vb: &VarBuilder,
+        cfg: &Config,
+        quantization: Option<Quantization>,
+    ) -> CResult<Self> {
         let q = cfg.num_heads * cfg.head_dim;
         let kv = cfg.num_kv_heads * cfg.head_dim;
         let h = cfg.hidden_size;
+        let linear = |name: &str, out_dim, in_dim| {
+            Linear::load_quantized(&vb.pp(name), out_dim, in_dim, "weight", quantization)
+        };
         Ok(Attention {
-            q_proj: Linear::load(&vb.pp("q_proj"), q, h, "weight")?,
-            k_proj: Linear::load(&vb.pp("k_proj"), kv, h, "weight")?,
-            v_proj: Linear::load(&vb.pp("v_proj"), kv, h, "weight")?,
-            o_proj: Linear::load(&vb.pp("o_proj"), h, q, "weight")?,
+            q_proj: linear("q_proj", q, h)?,
+            k_proj: linear("k_proj", kv, h)?,
+            v_proj: linear("v_proj", kv, h)?,
+            o_proj: linear("o_proj", h, q)?,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim: cfg.head_dim,
@@ -404,12 +463,19 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+    pub fn load(
+        vb: &VarBuilder,
+        cfg: &Config,
+        quantization: Option<Quantization>,
+    ) -> CResult<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let linear = |name: &str, out_dim, in_dim| {
+            Linear::load_quantized(&vb.pp(name), out_dim, in_dim, "weight", quantization)
+        };
         Ok(Mlp {
-            gate_proj: Linear::load(&vb.pp("gate_proj"), i, h, "weight")?,
-            up_proj: Linear::load(&vb.pp("up_proj"), i, h, "weight")?,
-            down_proj: Linear::load(&vb.pp("down_proj"), h, i, "weight")?,
+            gate_proj: linear("gate_proj", i, h)?,
+            up_proj: linear("up_proj", i, h)?,
+            down_proj: linear("down_proj", h, i)?,
         })
     }
 
@@ -429,20 +495,24 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+    pub fn load(
+        vb: &VarBuilder,
+        cfg: &Config,
+        quantization: Option<Quantization>,
+    ) -> CResult<Self> {
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::load(
                 &vb.pp("input_layernorm"),
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
             )?,
-            self_attn: Attention::load(&vb.pp("self_attn"), cfg)?,
+            self_attn: Attention::load(&vb.pp("self_attn"), cfg, quantization)?,
             post_attention_layernorm: RmsNorm::load(
                 &vb.pp("post_attention_layernorm"),
                 cfg.hidden_size,
                 cfg.rms_norm_eps,
             )?,
-            mlp: Mlp::load(&vb.pp("mlp"), cfg)?,
+            mlp: Mlp::load(&vb.pp("mlp"), cfg, quantization)?,
         })
     }
 
@@ -569,17 +639,36 @@ impl Llama {
     /// Loads a model with Hugging Face weight names (`model.layers.N.self_attn.q_proj.weight`…).
     /// Every tensor is converted to the var builder's dtype.
     pub fn load(vb: &VarBuilder, cfg: &Config) -> CResult<Self> {
+        Self::load_quantized(vb, cfg, None)
+    }
+
+    /// [`Llama::load`], each projection and the output head quantized as soon as it is
+    /// read (see [`Linear::load_quantized`]); the result equals loading, then
+    /// [`Llama::quantize_with`].
+    pub fn load_quantized(
+        vb: &VarBuilder,
+        cfg: &Config,
+        quantization: Option<Quantization>,
+    ) -> CResult<Self> {
         let model = vb.pp("model");
         let embed_tokens = model.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+        // The head before the layers: quantizing it holds its float matrix, the largest of
+        // the model, and that is cheaper while the layers are not loaded yet.
+        let lm_head = if cfg.tie_word_embeddings {
+            let head = Linear::Float(embed_tokens.clone());
+            match quantization {
+                Some(q) => head.quantize_with(q.dtype, q.kernel)?,
+                None => head,
+            }
+        } else {
+            let head = vb.pp("lm_head");
+            let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
+            Linear::load_quantized(&head, vocab, hidden, "weight", quantization)?
+        };
         let layers = (0..cfg.num_layers)
-            .map(|i| DecoderLayer::load(&model.pp(format!("layers.{i}")), cfg))
+            .map(|i| DecoderLayer::load(&model.pp(format!("layers.{i}")), cfg, quantization))
             .collect::<CResult<Vec<_>>>()?;
         let norm = RmsNorm::load(&model.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::Float(embed_tokens.clone())
-        } else {
-            Linear::load(&vb.pp("lm_head"), cfg.vocab_size, cfg.hidden_size, "weight")?
-        };
         Self::from_parts(embed_tokens, layers, norm, lm_head, cfg.clone())
     }
 
@@ -609,6 +698,19 @@ impl Llama {
     /// A model with deterministic pseudo-random weights (benchmarks and tests): uniform in
     /// ±1/√fan_in for projections, around 1 for norms.
     pub fn random(cfg: &Config, dtype: DType, device: &Device, seed: u64) -> CResult<Self> {
+        let tensors = Self::random_weights(cfg, dtype, device, seed)?;
+        let vb = VarBuilder::from_tensors(tensors, dtype, device);
+        Self::load(&vb, cfg)
+    }
+
+    /// The weights of [`Llama::random`] under their Hugging Face names, to save them as a
+    /// model folder.
+    pub fn random_weights(
+        cfg: &Config,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> CResult<std::collections::HashMap<String, Tensor>> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut tensor = |shape: (usize, usize), center: f32, scale: f32| {
             let data: Vec<f32> = (0..shape.0 * shape.1)
@@ -668,8 +770,7 @@ impl Llama {
                 tensor((cfg.vocab_size, h), 0.0, fan(h))?,
             );
         }
-        let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        Self::load(&vb, cfg)
+        Ok(tensors)
     }
 
     pub fn config(&self) -> &Config {
@@ -683,6 +784,40 @@ impl Llama {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Bytes the weights take in memory (a tied output head counted once).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let a = &l.self_attn;
+                [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]
+                    .into_iter()
+                    .chain([&l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj])
+                    .map(Linear::weight_bytes)
+                    .sum::<usize>()
+                    + tensor_bytes(&l.input_layernorm.weight)
+                    + tensor_bytes(&l.post_attention_layernorm.weight)
+            })
+            .sum();
+        // A tied head that was not quantized is the embedding tensor itself.
+        let shares_embedding =
+            self.config.tie_word_embeddings && matches!(self.lm_head, Linear::Float(_));
+        let head = if shares_embedding {
+            0
+        } else {
+            self.lm_head.weight_bytes()
+        };
+        tensor_bytes(&self.embed_tokens) + layers + tensor_bytes(&self.norm.weight) + head
+    }
+
+    /// Bytes of a [`KvCache`] of `capacity` tokens for this model.
+    pub fn kv_cache_bytes(&self, capacity: usize) -> usize {
+        let cfg = &self.config;
+        let capacity = capacity.min(cfg.max_position_embeddings);
+        2 * cfg.num_layers * capacity * cfg.num_kv_heads * cfg.head_dim * self.dtype.size_in_bytes()
     }
 
     /// Quantizes every projection matrix (not the embeddings or norms) to `dtype`.
@@ -733,22 +868,8 @@ impl Llama {
             }
         }
         let total: usize = sequences.iter().map(|s| s.len()).sum();
-        if matches!(at, LogitsAt::Last) && total > PACKED_TOKENS && sequences.len() > 1 {
-            // Sequences never see each other, so groups of them give the same logits, and
-            // a group's activations stay in cache where a packed batch of thousands of
-            // tokens would not (measured: 8 × 512 tokens at once, 20% slower per token).
-            let mut logits = Vec::new();
-            let (mut first, mut tokens) = (0, 0);
-            for (i, seq) in sequences.iter().enumerate() {
-                if i > first && tokens + seq.len() > PACKED_TOKENS {
-                    logits.push(self.forward(&sequences[first..i], &mut caches[first..i], at)?);
-                    (first, tokens) = (i, 0);
-                }
-                tokens += seq.len();
-            }
-            let rest = sequences.len();
-            logits.push(self.forward(&sequences[first..], &mut caches[first..rest], at)?);
-            return Tensor::cat(&logits, 0);
+        if total > PACKED_TOKENS && sequences.len() > 1 {
+            return self.forward_in_groups(sequences, caches, at, total);
         }
         let starts: Vec<usize> = caches.iter().map(|c| c.len).collect();
         let batch = self.pack(sequences, &starts)?;
@@ -760,6 +881,88 @@ impl Llama {
             cache.len += seq.len();
         }
         self.logits(&x, &batch, at, false)
+    }
+
+    /// [`Llama::forward`] over groups of sequences of at most [`PACKED_TOKENS`] tokens (or
+    /// one longer sequence). Sequences never see each other, so groups give the same logits,
+    /// while a group's activations stay small: they stay in cache where a packed batch of
+    /// thousands of tokens would not (measured: 8 × 512 tokens at once, 20% slower per
+    /// token), and they bound the memory a forward pass holds beside the weights.
+    fn forward_in_groups(
+        &self,
+        sequences: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        at: &LogitsAt,
+        total: usize,
+    ) -> CResult<Tensor> {
+        if let LogitsAt::Rows(rows) = at {
+            if let Some(bad) = rows.iter().find(|&&r| r >= total) {
+                candle_core::bail!("logits row {bad} is outside the {total} tokens of the batch");
+            }
+        }
+        let mut groups = Vec::new();
+        let (mut first, mut tokens) = (0, 0);
+        for (i, seq) in sequences.iter().enumerate() {
+            if i > first && tokens + seq.len() > PACKED_TOKENS {
+                groups.push(first..i);
+                (first, tokens) = (i, 0);
+            }
+            tokens += seq.len();
+        }
+        groups.push(first..sequences.len());
+
+        let mut logits = Vec::with_capacity(groups.len());
+        // For `Rows`: the index in `rows` of each row computed, in the order computed.
+        let mut order = Vec::new();
+        let mut start = 0;
+        for group in groups {
+            let end = start
+                + sequences[group.clone()]
+                    .iter()
+                    .map(|s| s.len())
+                    .sum::<usize>();
+            let group_at = match at {
+                LogitsAt::Rows(rows) => {
+                    let local: Vec<usize> = rows
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &r)| (start..end).contains(&r))
+                        .map(|(i, &r)| {
+                            order.push(i);
+                            r - start
+                        })
+                        .collect();
+                    // A group without chosen rows still fills its caches; its last-position
+                    // logits are computed and dropped.
+                    (!local.is_empty()).then_some(LogitsAt::Rows(local))
+                }
+                other => Some(other.clone()),
+            };
+            let caches = &mut caches[group.clone()];
+            match group_at {
+                Some(group_at) => {
+                    logits.push(self.forward(&sequences[group], caches, &group_at)?);
+                }
+                None => {
+                    self.forward(&sequences[group], caches, &LogitsAt::Last)?;
+                }
+            }
+            start = end;
+        }
+        if logits.is_empty() {
+            return Tensor::zeros((0, self.config.vocab_size), DType::F32, &self.device);
+        }
+        let logits = Tensor::cat(&logits, 0)?;
+        if order.iter().enumerate().all(|(k, &i)| k == i) {
+            return Ok(logits);
+        }
+        // Rows not in batch order: put each back where `rows` asked for it.
+        let mut position = vec![0u32; order.len()];
+        for (k, &i) in order.iter().enumerate() {
+            position[i] = k as u32;
+        }
+        let n = position.len();
+        logits.index_select(&Tensor::from_vec(position, n, &self.device)?, 0)
     }
 
     /// Runs whole sequences from position 0 without caches, using only differentiable
@@ -930,6 +1133,47 @@ mod tests {
         assert!(max_abs_diff(&cached, &plain) < 1e-4);
         let lens: Vec<usize> = caches.iter().map(KvCache::len).collect();
         assert_eq!(lens, [700, 450, 200]);
+    }
+
+    #[test]
+    fn chosen_rows_and_all_rows_in_groups_equal_the_differentiable_path() {
+        let cfg = Config {
+            max_position_embeddings: 1024,
+            ..tiny_config()
+        };
+        let model = random_model(&cfg);
+        // More tokens than one packed pass: the prompts run in groups.
+        let prompts: Vec<Vec<u32>> = [700usize, 450, 200]
+            .iter()
+            .map(|&len| (0..len).map(|i| 3 + (i % 45) as u32).collect())
+            .collect();
+        let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let plain = model.forward_uncached(&seqs, &LogitsAt::All).unwrap();
+        // Out of batch order, a row twice; then rows of the second group only.
+        for rows in [vec![1349, 3, 699, 1000, 3], vec![1200, 800]] {
+            let mut caches: Vec<KvCache> =
+                (0..3).map(|_| KvCache::new(&model, 700).unwrap()).collect();
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            let at = LogitsAt::Rows(rows.clone());
+            let cached = model.forward(&seqs, &mut refs, &at).unwrap();
+            let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+            let expected = plain
+                .index_select(&Tensor::new(index.as_slice(), &Device::Cpu).unwrap(), 0)
+                .unwrap();
+            assert_eq!(cached.dims(), &[rows.len(), 50]);
+            assert!(max_abs_diff(&cached, &expected) < 1e-4);
+            let lens: Vec<usize> = caches.iter().map(KvCache::len).collect();
+            assert_eq!(lens, [700, 450, 200], "every group fills its caches");
+        }
+        let mut caches: Vec<KvCache> = (0..3).map(|_| KvCache::new(&model, 700).unwrap()).collect();
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        let all = model.forward(&seqs, &mut refs, &LogitsAt::All).unwrap();
+        assert!(max_abs_diff(&all, &plain) < 1e-4);
+        let mut caches: Vec<KvCache> = (0..3).map(|_| KvCache::new(&model, 700).unwrap()).collect();
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        assert!(model
+            .forward(&seqs, &mut refs, &LogitsAt::Rows(vec![1350]))
+            .is_err());
     }
 
     #[test]
