@@ -13,7 +13,15 @@ pub struct AtomicFile {
     path: PathBuf,
     temporary: PathBuf,
     file: Option<File>,
+    /// Bytes written so far, and how many of them were handed to the kernel for writeback.
+    written: u64,
+    written_back: u64,
 }
+
+/// How many written bytes start their writeback to disk. Without it the kernel keeps the whole
+/// file dirty in memory until the commit's `fsync`, which then waits for all of it at once
+/// (0.15 s for 120 MB here, at the very end of a run, with nothing else to overlap it).
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self, Error> {
@@ -40,6 +48,8 @@ impl AtomicFile {
             path: path.to_owned(),
             temporary,
             file: Some(file),
+            written: 0,
+            written_back: 0,
         })
     }
 
@@ -70,10 +80,17 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file
+        let file = self
+            .file
             .as_mut()
-            .ok_or_else(|| io::Error::other("write after commit"))?
-            .write(buf)
+            .ok_or_else(|| io::Error::other("write after commit"))?;
+        let n = file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.written_back >= WRITEBACK_BYTES {
+            start_writeback(file, self.written_back, self.written);
+            self.written_back = self.written;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -83,6 +100,21 @@ impl Write for AtomicFile {
         }
     }
 }
+
+/// Asks the kernel to start writing `start..end` of the file to disk, without waiting for it.
+/// On Linux, `POSIX_FADV_DONTNEED` starts the writeback of dirty pages (and drops the clean
+/// ones, which a writer does not read again). It is advice: a failure changes nothing but speed.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, start: u64, end: u64) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let (Ok(offset), Ok(len)) = (start.try_into(), (end - start).try_into()) else {
+        return;
+    };
+    let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _start: u64, _end: u64) {}
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {

@@ -11,9 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_json::writer::LineDelimited;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnChunk, ArrowLeafColumn, ArrowRowGroupWriterFactory,
-};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -193,18 +191,27 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub const DEFAULT_PARQUET_BATCH_ROWS: usize = 8192;
 /// Buffered JSON (roughly measured) that also triggers a batch.
 const BATCH_BYTES: usize = 64 << 20;
+/// Once the schema is known, batches are handed over at this size (or fewer rows, when the
+/// batch limits are lower): small enough that encoding keeps pace with the producer and the
+/// buffers stay warm in memory, large enough to keep the hand-over cheap.
+const SEND_BYTES: usize = 4 << 20;
+/// Batches that may wait for the encoder.
+const SEND_QUEUE: usize = 2;
 /// Rows converted to Arrow at a time.
 const DECODE_ROWS: usize = 8192;
 /// Average length above which a string column holds documents, not labels.
 const LONG_TEXT_BYTES: usize = 256;
-/// Rows per Parquet row group.
+/// A Parquet row group ends at this many rows…
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// …or at this many encoded (compressed) bytes, which the writer holds until the group ends.
+const ROW_GROUP_BYTES: usize = 64 << 20;
 
 /// Writes records as a zstd-compressed Parquet file that appears under its name only on
 /// [`finish`](ParquetWriter::finish) (through an [`AtomicFile`]).
 ///
-/// Records are buffered in batches ([`DEFAULT_PARQUET_BATCH_ROWS`] rows or about 64 MiB). The
-/// schema is inferred from the first batch (arrow-json's inference): each top-level field is a
+/// The schema is inferred from the first batch of records ([`DEFAULT_PARQUET_BATCH_ROWS`] rows
+/// or about 64 MiB of JSON, see [`with_batch_rows`](Self::with_batch_rows)), with
+/// arrow-json's inference: each top-level field is a
 /// nullable column, in first-seen order; strings, booleans, integers (`Int64`) and floats
 /// (`Float64`) keep their types, objects become structs and arrays lists. A field that mixes
 /// types within the first batch, or that is only ever `null` there, becomes a string column;
@@ -218,6 +225,9 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 ///
 /// Top-level string columns that hold long texts (over 256 bytes on average in the first
 /// batch) are written without dictionary and without min/max statistics.
+///
+/// Row groups end at 65,536 rows or 64 MiB of compressed data, whichever comes first; later
+/// batches are encoded as they come, in pieces of about 4 MiB.
 pub struct ParquetWriter {
     path: PathBuf,
     file: Option<AtomicFile>,
@@ -285,7 +295,12 @@ impl ParquetWriter {
         self.pending_bytes += approximate_size(&value);
         self.pending.push(value);
         self.records += 1;
-        if self.pending.len() >= self.batch_rows || self.pending_bytes >= self.batch_bytes {
+        // The first batch decides the schema; later ones only feed the encoder.
+        let batch_bytes = match self.encoder {
+            Some(_) => self.batch_bytes.min(SEND_BYTES),
+            None => self.batch_bytes,
+        };
+        if self.pending.len() >= self.batch_rows || self.pending_bytes >= batch_bytes {
             self.flush_batch()?;
         }
         Ok(())
@@ -326,14 +341,14 @@ impl ParquetWriter {
                 .and_then(ArrowWriter::into_serialized_writer)
                 .map_err(|e| self.write_error(e))?;
         // Encoding runs on its own thread, overlapping with whatever produces the records.
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(SEND_QUEUE);
         let thread = std::thread::spawn(move || -> Result<FileWriter, String> {
             let mut file_writer = file_writer;
             let mut row_groups = 0;
+            let mut open: Option<OpenRowGroup> = None;
             // Records sent before this batch, so an error can number the record in the file.
             let mut records_before = 0;
             for rows in receiver {
-                let mut batches = Vec::new();
                 for rows in rows.chunks(DECODE_ROWS) {
                     let batch = rows_to_batch(&schema, rows).map_err(|e| {
                         format!(
@@ -342,14 +357,26 @@ impl ParquetWriter {
                         )
                     })?;
                     records_before += rows.len();
-                    batches.push(batch);
+                    let group = match &mut open {
+                        Some(group) => group,
+                        None => open.insert(OpenRowGroup {
+                            writers: columns
+                                .create_column_writers(row_groups)
+                                .map_err(|e| e.to_string())?,
+                            rows: 0,
+                        }),
+                    };
+                    group.write(&schema, &batch).map_err(|e| e.to_string())?;
+                    if group.is_full() {
+                        if let Some(group) = open.take() {
+                            group.close(&mut file_writer).map_err(|e| e.to_string())?;
+                            row_groups += 1;
+                        }
+                    }
                 }
-                if batches.is_empty() {
-                    continue;
-                }
-                write_row_group(&mut file_writer, &columns, &schema, row_groups, &batches)
-                    .map_err(|e| e.to_string())?;
-                row_groups += 1;
+            }
+            if let Some(group) = open.take() {
+                group.close(&mut file_writer).map_err(|e| e.to_string())?;
             }
             Ok(file_writer)
         });
@@ -395,46 +422,62 @@ impl ParquetWriter {
 
 type FileWriter = parquet::file::writer::SerializedFileWriter<AtomicFile>;
 
-/// Writes the batches as one row group, each column encoded and compressed on the rayon pool
-/// (the long text columns dominate the cost, so they run side by side).
-fn write_row_group(
-    file_writer: &mut FileWriter,
-    columns: &ArrowRowGroupWriterFactory,
-    schema: &Schema,
-    index: usize,
-    batches: &[RecordBatch],
-) -> parquet::errors::Result<()> {
-    let writers = columns.create_column_writers(index)?;
-    let mut leaves: Vec<Vec<ArrowLeafColumn>> = writers.iter().map(|_| Vec::new()).collect();
-    for batch in batches {
-        let mut slots = leaves.iter_mut();
+/// A row group being written: one writer per leaf column, each encoding and compressing its
+/// pages as batches arrive, so a row group can be much larger than the batches that fill it.
+struct OpenRowGroup {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
+}
+
+impl OpenRowGroup {
+    /// Appends a batch, each column encoded and compressed on the rayon pool (the long text
+    /// columns dominate the cost, so they run side by side).
+    fn write(&mut self, schema: &Schema, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        let mut leaves = Vec::with_capacity(self.writers.len());
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            for leaf in compute_leaves(field, column)? {
-                slots
-                    .next()
-                    .ok_or_else(|| {
-                        parquet::errors::ParquetError::General("more leaves than columns".into())
-                    })?
-                    .push(leaf);
-            }
+            leaves.extend(compute_leaves(field, column)?);
         }
+        if leaves.len() != self.writers.len() {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "{} leaf columns for {} column writers",
+                leaves.len(),
+                self.writers.len()
+            )));
+        }
+        self.writers
+            .par_iter_mut()
+            .zip(leaves)
+            .try_for_each(|(writer, leaf)| writer.write(&leaf))?;
+        self.rows += batch.num_rows();
+        Ok(())
     }
-    let chunks: Vec<parquet::errors::Result<ArrowColumnChunk>> = writers
-        .into_par_iter()
-        .zip(leaves)
-        .map(|(mut writer, leaves)| {
-            for leaf in &leaves {
-                writer.write(leaf)?;
-            }
-            writer.close()
-        })
-        .collect();
-    let mut row_group = file_writer.next_row_group()?;
-    for chunk in chunks {
-        chunk?.append_to_row_group(&mut row_group)?;
+
+    /// Whether the row group has reached its size: [`ROW_GROUP_ROWS`] rows, or
+    /// [`ROW_GROUP_BYTES`] of encoded data.
+    fn is_full(&self) -> bool {
+        self.rows >= ROW_GROUP_ROWS
+            || self
+                .writers
+                .iter()
+                .map(ArrowColumnWriter::get_estimated_total_bytes)
+                .sum::<usize>()
+                >= ROW_GROUP_BYTES
     }
-    row_group.close()?;
-    Ok(())
+
+    /// Flushes the last pages of every column and appends the row group to the file.
+    fn close(self, file_writer: &mut FileWriter) -> parquet::errors::Result<()> {
+        let chunks: Vec<parquet::errors::Result<ArrowColumnChunk>> = self
+            .writers
+            .into_par_iter()
+            .map(ArrowColumnWriter::close)
+            .collect();
+        let mut row_group = file_writer.next_row_group()?;
+        for chunk in chunks {
+            chunk?.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        Ok(())
+    }
 }
 
 /// The thread that encodes batches of records.
@@ -723,6 +766,39 @@ mod tests {
         assert!(column("id").dictionary_page_offset().is_some());
         assert!(column("n").statistics().is_some());
         assert_eq!(read(&path)[7].fields["text"], "document 7 ".repeat(40));
+    }
+
+    #[test]
+    fn row_groups_span_batches_and_end_at_their_row_limit() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.parquet");
+        // Batches of 1,000 rows: the row groups are made of many of them, and the last one is
+        // closed by `finish`.
+        let mut writer = ParquetWriter::create(&path).unwrap().with_batch_rows(1000);
+        let total = ROW_GROUP_ROWS + ROW_GROUP_ROWS / 2 + 7;
+        for i in 0..total {
+            writer
+                .write(&json!({"n": i, "s": format!("r{i}")}))
+                .unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), total as u64);
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let rows: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        // Decoded 1,000 rows at a time, a group ends at the first batch that reaches the limit.
+        let first = ROW_GROUP_ROWS.div_ceil(1000) * 1000;
+        assert_eq!(rows, vec![first as i64, (total - first) as i64]);
+        let records = read(&path);
+        assert_eq!(records.len(), total);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.fields["n"], i);
+            assert_eq!(record.fields["s"], format!("r{i}"));
+        }
     }
 
     #[test]
