@@ -108,6 +108,38 @@ impl Linear {
         }
     }
 
+    /// Like [`Linear::forward`], for the packed tokens of `batch`: the Q8_0 products of
+    /// the sequences with [`Q8_DENSE_MIN_TOKENS`] or more new tokens (prompts being
+    /// prefilled) run as one float GEMM on the weights dequantized to f32.
+    ///
+    /// With AVX2 but no VNNI, a 32-value block product costs as many instructions as the
+    /// FMAs it replaces, so the integer kernel saves memory traffic but no arithmetic: it
+    /// wins while reading weights is the cost (decoding), and loses to a GEMM once each
+    /// weight is reused for hundreds of tokens. The choice is made per sequence, so a
+    /// sequence's result does not depend on what it is batched with.
+    fn forward_packed(&self, x: &Tensor, batch: &PackedBatch) -> CResult<Tensor> {
+        let Linear::Q8(q) = self else {
+            return self.forward(x);
+        };
+        if !batch.dense.iter().any(|&dense| dense) {
+            return self.forward(x);
+        }
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let w = Tensor::from_vec(q.dequantize(), (q.rows(), q.cols()), x.device())?;
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for run in batch.dense_runs() {
+            let rows = x.narrow(0, start, run.tokens)?;
+            pieces.push(match run.dense {
+                true => rows.matmul(&w.t()?)?,
+                false => q.forward(&rows)?,
+            });
+            start += run.tokens;
+        }
+        Tensor::cat(&pieces, 0)?.to_dtype(dtype)
+    }
+
     /// `x` is `[tokens, in]`; the result `[tokens, out]` has `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         match self {
@@ -231,6 +263,11 @@ impl Rotary {
     }
 }
 
+/// From this many new tokens of a sequence, its Q8_0 products run on dequantized weights
+/// ([`Linear::forward_packed`]). Dequantizing a matrix costs about as much as multiplying
+/// it by a few dozen tokens.
+pub const Q8_DENSE_MIN_TOKENS: usize = 128;
+
 /// Tokens of one packed forward pass: larger batches of sequences run as several passes.
 /// Their activations are what a forward pass holds beside the weights and caches: the
 /// refiner's prefill of 8 × 512 tokens peaked 38 MiB lower with 512 than with 1024, at the
@@ -298,18 +335,21 @@ impl Attention {
     ) -> CResult<Tensor> {
         let tokens = x.dim(0)?;
         let differentiable = caches.is_none();
-        let q = self
-            .q_proj
-            .forward(x)?
-            .reshape((tokens, self.num_heads, self.head_dim))?;
-        let k = self
-            .k_proj
-            .forward(x)?
-            .reshape((tokens, self.num_kv_heads, self.head_dim))?;
-        let v = self
-            .v_proj
-            .forward(x)?
-            .reshape((tokens, self.num_kv_heads, self.head_dim))?;
+        let q = self.q_proj.forward_packed(x, batch)?.reshape((
+            tokens,
+            self.num_heads,
+            self.head_dim,
+        ))?;
+        let k = self.k_proj.forward_packed(x, batch)?.reshape((
+            tokens,
+            self.num_kv_heads,
+            self.head_dim,
+        ))?;
+        let v = self.v_proj.forward_packed(x, batch)?.reshape((
+            tokens,
+            self.num_kv_heads,
+            self.head_dim,
+        ))?;
         let q = rotary.apply(&q, &batch.positions, differentiable)?;
         let k = rotary.apply(&k, &batch.positions, differentiable)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -344,7 +384,7 @@ impl Attention {
             }
         }
         let y = Tensor::cat(&outputs, 0)?.reshape((tokens, self.num_heads * self.head_dim))?;
-        self.o_proj.forward(&y)
+        self.o_proj.forward_packed(&y, batch)
     }
 
     /// Attention of one sequence's new queries over its cache. Many queries (prefill) go
@@ -479,9 +519,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    fn forward(&self, x: &Tensor, batch: &PackedBatch) -> CResult<Tensor> {
+        let gate = self.gate_proj.forward_packed(x, batch)?.silu()?;
+        let up = self.up_proj.forward_packed(x, batch)?;
+        self.down_proj.forward_packed(&(gate * up)?, batch)
     }
 }
 
@@ -527,7 +568,7 @@ impl DecoderLayer {
         let h = self.input_layernorm.forward(x, differentiable)?;
         let x = (x + self.self_attn.forward(&h, batch, rotary, caches)?)?;
         let h = self.post_attention_layernorm.forward(&x, differentiable)?;
-        x + self.mlp.forward(&h)?
+        x + self.mlp.forward(&h, batch)?
     }
 }
 
@@ -547,6 +588,27 @@ struct PackedBatch {
     lens: Vec<usize>,
     /// Each token's position in its sequence (`u32`, `[total_tokens]`).
     positions: Tensor,
+    /// Per sequence: whether its Q8_0 products run on dequantized weights.
+    dense: Vec<bool>,
+}
+
+/// Consecutive sequences of a packed batch that take the same Q8_0 path.
+struct DenseRun {
+    tokens: usize,
+    dense: bool,
+}
+
+impl PackedBatch {
+    fn dense_runs(&self) -> Vec<DenseRun> {
+        let mut runs: Vec<DenseRun> = Vec::new();
+        for (&tokens, &dense) in self.lens.iter().zip(&self.dense) {
+            match runs.last_mut() {
+                Some(run) if run.dense == dense => run.tokens += tokens,
+                _ => runs.push(DenseRun { tokens, dense }),
+            }
+        }
+        runs
+    }
 }
 
 /// A sequence's keys and values for every layer, preallocated to a fixed capacity and
@@ -996,6 +1058,10 @@ impl Llama {
         Ok(PackedBatch {
             lens: sequences.iter().map(|s| s.len()).collect(),
             positions: Tensor::from_vec(positions, total, &self.device)?,
+            dense: sequences
+                .iter()
+                .map(|s| s.len() >= Q8_DENSE_MIN_TOKENS)
+                .collect(),
         })
     }
 
@@ -1241,5 +1307,90 @@ mod tests {
         let scale = max_abs_diff(&a, &a.zeros_like().unwrap());
         // 8-bit weights and activations: about 1% of the logit range.
         assert!(diff < 0.02 * scale, "{diff} of {scale}");
+    }
+
+    /// A Q8_0 model of 64-wide layers, and the same model with its layer projections
+    /// dequantized to float (the head stays Q8_0).
+    fn q8_and_dequantized_layers() -> (Llama, Llama) {
+        let cfg = Config {
+            hidden_size: 64,
+            intermediate_size: 64,
+            head_dim: 16,
+            max_position_embeddings: 512,
+            ..tiny_config()
+        };
+        let mut q8 = random_model(&cfg);
+        q8.quantize(GgmlDType::Q8_0).unwrap();
+        let mut dense = q8.clone();
+        for layer in &mut dense.layers {
+            let attn = &mut layer.self_attn;
+            for linear in [
+                &mut attn.q_proj,
+                &mut attn.k_proj,
+                &mut attn.v_proj,
+                &mut attn.o_proj,
+                &mut layer.mlp.gate_proj,
+                &mut layer.mlp.up_proj,
+                &mut layer.mlp.down_proj,
+            ] {
+                let Linear::Q8(q) = &*linear else {
+                    panic!("a projection was not quantized to the engine's Q8_0");
+                };
+                let w = Tensor::from_vec(q.dequantize(), (q.rows(), q.cols()), &Device::Cpu);
+                *linear = Linear::Float(w.unwrap());
+            }
+        }
+        (q8, dense)
+    }
+
+    fn prompt(len: usize, seed: usize) -> Vec<u32> {
+        (0..len)
+            .map(|i| 3 + ((i * 7 + seed * 13) % 45) as u32)
+            .collect()
+    }
+
+    fn last_logits(model: &Llama, prompts: &[Vec<u32>]) -> Tensor {
+        let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let mut caches: Vec<KvCache> = prompts
+            .iter()
+            .map(|p| KvCache::new(model, p.len()).unwrap())
+            .collect();
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        model.forward(&seqs, &mut refs, &LogitsAt::Last).unwrap()
+    }
+
+    #[test]
+    fn q8_prompts_of_many_tokens_run_on_dequantized_weights() {
+        let (q8, dense) = q8_and_dequantized_layers();
+        let long = vec![prompt(Q8_DENSE_MIN_TOKENS, 1)];
+        let short = vec![prompt(Q8_DENSE_MIN_TOKENS - 1, 2)];
+        // A long prompt computes its layers as the float model with the dequantized weights.
+        let diff = max_abs_diff(&last_logits(&q8, &long), &last_logits(&dense, &long));
+        assert!(diff < 1e-5, "{diff}");
+        // A short one keeps the 8-bit activations, so it differs from the float layers.
+        let diff = max_abs_diff(&last_logits(&q8, &short), &last_logits(&dense, &short));
+        assert!(diff > 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn q8_paths_are_chosen_per_sequence_not_per_batch() {
+        let (q8, _) = q8_and_dequantized_layers();
+        let prompts = vec![
+            prompt(3, 1),
+            prompt(Q8_DENSE_MIN_TOKENS + 20, 2),
+            prompt(40, 3),
+            prompt(Q8_DENSE_MIN_TOKENS, 4),
+            prompt(1, 5),
+        ];
+        let batched = last_logits(&q8, &prompts);
+        for (i, p) in prompts.iter().enumerate() {
+            let alone = last_logits(&q8, std::slice::from_ref(p));
+            let row = batched.narrow(0, i, 1).unwrap();
+            assert_eq!(
+                row.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                alone.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "sequence {i}"
+            );
+        }
     }
 }

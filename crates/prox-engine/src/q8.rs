@@ -168,18 +168,20 @@ impl Q8Matrix {
         self.cols
     }
 
-    /// The weights as f32 `[rows, cols]`, row-major (tests, and differentiable uses).
+    /// The weights as f32 `[rows, cols]`, row-major (float GEMMs over many tokens, tests).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
-        for (r, row) in out.chunks_exact_mut(self.cols.max(1)).enumerate() {
-            let (panel, lane) = (r / PANEL, r % PANEL);
-            for (b, values) in row.chunks_exact_mut(BLOCK).enumerate() {
-                let at = (panel * self.blocks + b) * PANEL + lane;
-                for (v, &q) in values.iter_mut().zip(&self.qs[at].0) {
-                    *v = f32::from(q) * self.scales[at];
+        out.par_chunks_exact_mut(self.cols.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (panel, lane) = (r / PANEL, r % PANEL);
+                for (b, values) in row.chunks_exact_mut(BLOCK).enumerate() {
+                    let at = (panel * self.blocks + b) * PANEL + lane;
+                    for (v, &q) in values.iter_mut().zip(&self.qs[at].0) {
+                        *v = f32::from(q) * self.scales[at];
+                    }
                 }
-            }
-        }
+            });
         out
     }
 
