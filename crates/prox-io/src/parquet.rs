@@ -210,12 +210,12 @@ const ROW_GROUP_BYTES: usize = 64 << 20;
 /// [`finish`](ParquetWriter::finish) (through an [`AtomicFile`]).
 ///
 /// The schema is inferred from the first batch of records ([`DEFAULT_PARQUET_BATCH_ROWS`] rows
-/// or about 64 MiB of JSON, see [`with_batch_rows`](Self::with_batch_rows)), with
-/// arrow-json's inference: each top-level field is a
-/// nullable column, in first-seen order; strings, booleans, integers (`Int64`) and floats
-/// (`Float64`) keep their types, objects become structs and arrays lists. A field that mixes
-/// types within the first batch, or that is only ever `null` there, becomes a string column;
-/// numbers and booleans later written to a string column are stored as their JSON text.
+/// or about 64 MiB of JSON, see [`with_batch_rows`](Self::with_batch_rows)) with arrow-json's
+/// inference: each top-level field is a nullable column, in first-seen order; strings,
+/// booleans, integers (`Int64`) and floats (`Float64`) keep their types, objects become
+/// structs and arrays lists. A field that mixes types within the first batch, or that is only
+/// ever `null` there, becomes a string column; numbers and booleans later written to a string
+/// column are stored as their JSON text.
 ///
 /// Later batches must fit that schema: a record with a field the schema lacks (at any level)
 /// or a value that cannot be converted (a string that is not a number in a number column, a
