@@ -11,12 +11,13 @@ use arrow_array::RecordBatch;
 use arrow_json::writer::LineDelimited;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -196,15 +197,18 @@ const BATCH_BYTES: usize = 64 << 20;
 /// buffers stay warm in memory, large enough to keep the hand-over cheap.
 const SEND_BYTES: usize = 4 << 20;
 /// Batches that may wait for the encoder.
-const SEND_QUEUE: usize = 2;
+const SEND_QUEUE: usize = 4;
 /// Rows converted to Arrow at a time.
 const DECODE_ROWS: usize = 8192;
 /// Average length above which a string column holds documents, not labels.
 const LONG_TEXT_BYTES: usize = 256;
 /// A Parquet row group ends at this many rows…
 const ROW_GROUP_ROWS: usize = 64 * 1024;
-/// …or at this many encoded (compressed) bytes, which the writer holds until the group ends.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+/// …or at this many bytes of Arrow column data (its compressed pages are held in memory
+/// until the group ends).
+const ROW_GROUP_BYTES: usize = 128 << 20;
+/// Batches of one column that may wait for its encoder.
+const COLUMN_QUEUE: usize = 4;
 
 /// Writes records as a zstd-compressed Parquet file that appears under its name only on
 /// [`finish`](ParquetWriter::finish) (through an [`AtomicFile`]).
@@ -226,7 +230,7 @@ const ROW_GROUP_BYTES: usize = 64 << 20;
 /// Top-level string columns that hold long texts (over 256 bytes on average in the first
 /// batch) are written without dictionary and without min/max statistics.
 ///
-/// Row groups end at 65,536 rows or 64 MiB of compressed data, whichever comes first; later
+/// Row groups end at 65,536 rows or 128 MiB of column data, whichever comes first; later
 /// batches are encoded as they come, in pieces of about 4 MiB.
 pub struct ParquetWriter {
     path: PathBuf,
@@ -343,42 +347,62 @@ impl ParquetWriter {
         // Encoding runs on its own thread, overlapping with whatever produces the records.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Value>>(SEND_QUEUE);
         let thread = std::thread::spawn(move || -> Result<FileWriter, String> {
-            let mut file_writer = file_writer;
+            // Finished row groups are appended to the file on a thread of their own: copying
+            // tens of MiB into the file would otherwise stall the encoding of the next group.
+            let (groups, appender) = spawn_appender(file_writer);
             let mut row_groups = 0;
             let mut open: Option<OpenRowGroup> = None;
             // Records sent before this batch, so an error can number the record in the file.
             let mut records_before = 0;
-            for rows in receiver {
-                for rows in rows.chunks(DECODE_ROWS) {
-                    let batch = rows_to_batch(&schema, rows).map_err(|e| {
-                        format!(
-                            "{e} (rows count from record {} of the file, 0-based)",
-                            records_before
-                        )
-                    })?;
-                    records_before += rows.len();
-                    let group = match &mut open {
-                        Some(group) => group,
-                        None => open.insert(OpenRowGroup {
-                            writers: columns
-                                .create_column_writers(row_groups)
-                                .map_err(|e| e.to_string())?,
-                            rows: 0,
-                        }),
-                    };
-                    group.write(&schema, &batch).map_err(|e| e.to_string())?;
-                    if group.is_full() {
-                        if let Some(group) = open.take() {
-                            group.close(&mut file_writer).map_err(|e| e.to_string())?;
-                            row_groups += 1;
+            let encoded = (|| -> Result<(), String> {
+                for rows in receiver {
+                    for rows in rows.chunks(DECODE_ROWS) {
+                        let batch = rows_to_batch(&schema, rows).map_err(|e| {
+                            format!(
+                                "{e} (rows count from record {} of the file, 0-based)",
+                                records_before
+                            )
+                        })?;
+                        records_before += rows.len();
+                        let group = match &mut open {
+                            Some(group) => group,
+                            None => open.insert(OpenRowGroup::new(
+                                columns
+                                    .create_column_writers(row_groups)
+                                    .map_err(|e| e.to_string())?,
+                            )),
+                        };
+                        if let Err(stopped) = group.write(&schema, &batch) {
+                            // An encoder's own error says more than that it stopped.
+                            return match open.take().map(OpenRowGroup::close) {
+                                Some(Err(error)) => Err(error),
+                                _ => Err(stopped),
+                            };
+                        }
+                        if group.is_full() {
+                            if let Some(group) = open.take() {
+                                let chunks = group.close()?;
+                                if groups.send(chunks).is_err() {
+                                    // The appender stopped: its error is returned below.
+                                    return Ok(());
+                                }
+                                row_groups += 1;
+                            }
                         }
                     }
                 }
-            }
-            if let Some(group) = open.take() {
-                group.close(&mut file_writer).map_err(|e| e.to_string())?;
-            }
-            Ok(file_writer)
+                if let Some(group) = open.take() {
+                    let chunks = group.close()?;
+                    let _ = groups.send(chunks);
+                }
+                Ok(())
+            })();
+            drop(groups);
+            let file_writer = appender
+                .join()
+                .unwrap_or_else(|_| Err("the Parquet file writer panicked".to_owned()));
+            encoded?;
+            file_writer
         });
         self.encoder = Some(Encoder { sender, thread });
         Ok(())
@@ -422,62 +446,120 @@ impl ParquetWriter {
 
 type FileWriter = parquet::file::writer::SerializedFileWriter<AtomicFile>;
 
-/// A row group being written: one writer per leaf column, each encoding and compressing its
-/// pages as batches arrive, so a row group can be much larger than the batches that fill it.
+/// A row group being written: one thread per leaf column, each encoding and compressing its
+/// column's pages as batches arrive. Columns run side by side (the long text columns
+/// dominate the cost), and nothing waits for the slowest column until the group ends, so a
+/// row group can be much larger than the batches that fill it.
 struct OpenRowGroup {
-    writers: Vec<ArrowColumnWriter>,
+    columns: Vec<ColumnEncoder>,
     rows: usize,
+    /// Arrow bytes of the batches written, before encoding.
+    bytes: usize,
+}
+
+struct ColumnEncoder {
+    leaves: std::sync::mpsc::SyncSender<ArrowLeafColumn>,
+    thread: std::thread::JoinHandle<parquet::errors::Result<ArrowColumnChunk>>,
 }
 
 impl OpenRowGroup {
-    /// Appends a batch, each column encoded and compressed on the rayon pool (the long text
-    /// columns dominate the cost, so they run side by side).
-    fn write(&mut self, schema: &Schema, batch: &RecordBatch) -> parquet::errors::Result<()> {
-        let mut leaves = Vec::with_capacity(self.writers.len());
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            leaves.extend(compute_leaves(field, column)?);
+    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
+        let columns = writers
+            .into_iter()
+            .map(|mut writer| {
+                let (leaves, received) = std::sync::mpsc::sync_channel(COLUMN_QUEUE);
+                let thread = std::thread::spawn(move || {
+                    for leaf in received {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()
+                });
+                ColumnEncoder { leaves, thread }
+            })
+            .collect();
+        OpenRowGroup {
+            columns,
+            rows: 0,
+            bytes: 0,
         }
-        if leaves.len() != self.writers.len() {
-            return Err(parquet::errors::ParquetError::General(format!(
+    }
+
+    /// Hands a batch's columns to their encoders. Fails when an encoder has stopped:
+    /// [`close`](Self::close) then says why.
+    fn write(&mut self, schema: &Schema, batch: &RecordBatch) -> Result<(), String> {
+        let mut leaves = Vec::with_capacity(self.columns.len());
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, column).map_err(|e| e.to_string())?);
+        }
+        if leaves.len() != self.columns.len() {
+            return Err(format!(
                 "{} leaf columns for {} column writers",
                 leaves.len(),
-                self.writers.len()
-            )));
+                self.columns.len()
+            ));
         }
-        self.writers
-            .par_iter_mut()
-            .zip(leaves)
-            .try_for_each(|(writer, leaf)| writer.write(&leaf))?;
+        for (column, leaf) in self.columns.iter().zip(leaves) {
+            column
+                .leaves
+                .send(leaf)
+                .map_err(|_| "a Parquet column encoder stopped".to_owned())?;
+        }
         self.rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size();
         Ok(())
     }
 
     /// Whether the row group has reached its size: [`ROW_GROUP_ROWS`] rows, or
-    /// [`ROW_GROUP_BYTES`] of encoded data.
+    /// [`ROW_GROUP_BYTES`] of column data.
     fn is_full(&self) -> bool {
-        self.rows >= ROW_GROUP_ROWS
-            || self
-                .writers
-                .iter()
-                .map(ArrowColumnWriter::get_estimated_total_bytes)
-                .sum::<usize>()
-                >= ROW_GROUP_BYTES
+        self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES
     }
 
-    /// Flushes the last pages of every column and appends the row group to the file.
-    fn close(self, file_writer: &mut FileWriter) -> parquet::errors::Result<()> {
-        let chunks: Vec<parquet::errors::Result<ArrowColumnChunk>> = self
-            .writers
-            .into_par_iter()
-            .map(ArrowColumnWriter::close)
+    /// Waits for every column to flush its last pages: the row group's column chunks, in
+    /// order, or the first column's error.
+    fn close(self) -> Result<Vec<ArrowColumnChunk>, String> {
+        let threads: Vec<_> = self
+            .columns
+            .into_iter()
+            .map(|column| {
+                drop(column.leaves);
+                column.thread
+            })
             .collect();
-        let mut row_group = file_writer.next_row_group()?;
-        for chunk in chunks {
-            chunk?.append_to_row_group(&mut row_group)?;
-        }
-        row_group.close()?;
-        Ok(())
+        threads
+            .into_iter()
+            .map(|thread| match thread.join() {
+                Ok(chunk) => chunk.map_err(|e| e.to_string()),
+                Err(_) => Err("a Parquet column encoder panicked".to_owned()),
+            })
+            .collect()
     }
+}
+
+/// A thread that appends each row group it receives to the file, and returns the file
+/// writer (or its first error) once the sender is dropped.
+fn spawn_appender(
+    mut file_writer: FileWriter,
+) -> (
+    std::sync::mpsc::SyncSender<Vec<ArrowColumnChunk>>,
+    std::thread::JoinHandle<Result<FileWriter, String>>,
+) {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ArrowColumnChunk>>(1);
+    let thread = std::thread::spawn(move || {
+        for chunks in receiver {
+            let append = || -> parquet::errors::Result<()> {
+                let mut row_group = file_writer.next_row_group()?;
+                for chunk in chunks {
+                    chunk.append_to_row_group(&mut row_group)?;
+                }
+                row_group.close()?;
+                Ok(())
+            };
+            append().map_err(|e| e.to_string())?;
+        }
+        Ok(file_writer)
+    });
+    (sender, thread)
 }
 
 /// The thread that encodes batches of records.
