@@ -67,6 +67,9 @@ pub enum Error {
     /// The tokenizer could not be built or loaded.
     #[error("tokenizer of {path}: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    /// A device name that is not one, or a device this build or machine cannot open.
+    #[error("device `{device}`: {reason}")]
+    Device { device: String, reason: String },
     /// A tensor operation failed while running the model.
     #[error("model computation failed")]
     Compute(#[from] candle_core::Error),

@@ -1,5 +1,6 @@
 //! The embedded inference engine of ProX-rs: the refining models run in-process, on the CPU
-//! by default (CUDA behind the `cuda` feature), without Python.
+//! by default (CUDA behind the `cuda` feature: [`DeviceSpec`], [`LoadOptions::device`]),
+//! without Python.
 //!
 //! - [`Model::load`] reads a Hugging Face Llama folder (`config.json`, `model.safetensors`
 //!   or sharded safetensors with an index; f32/bf16/f16 weights) or a llama-architecture
@@ -28,6 +29,7 @@
 
 mod choice;
 mod config;
+mod device;
 mod error;
 mod generate;
 pub mod gguf;
@@ -43,6 +45,7 @@ pub use candle_core::{DType, Device};
 
 pub use crate::choice::{choose, Choice, ChooseOptions};
 pub use crate::config::{Config, HfConfig, TokenIds};
+pub use crate::device::{parse_device, DeviceSpec, CUDA_BUILD};
 pub use crate::error::{Error, RequestError, Result};
 pub use crate::generate::{
     argmax_with_margin, generate, FinishReason, GenerateOptions, Generation, Request,

@@ -84,7 +84,8 @@ impl Linear {
     }
 
     /// A quantized weight `[out, in]` (from a GGUF file or a quantizer): Q8_0 on the CPU
-    /// goes to `kernel`, everything else to candle. F32/F16 tensors come back dense, in
+    /// goes to `kernel`, everything else to candle (on a CUDA device every type, Q8_0
+    /// included: the engine's kernel is CPU code). F32/F16 tensors come back dense, in
     /// `dtype`.
     pub fn from_qtensor(q: Arc<QTensor>, dtype: DType, kernel: Q8Kernel) -> CResult<Self> {
         if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() && kernel == Q8Kernel::Engine {
@@ -151,6 +152,15 @@ impl Linear {
                 y.to_dtype(dtype)
             }
             Linear::Q8(q) => {
+                // The engine's kernel works on host memory: weights on a GPU are never built
+                // as `Q8` (`from_qtensor` gives them to candle's `QMatMul`, which has CUDA
+                // kernels), so this is a CPU weight meeting activations from elsewhere.
+                if !x.device().is_cpu() {
+                    candle_core::bail!(
+                        "the engine's Q8_0 kernel runs on the CPU, but its input is on {:?}",
+                        x.device().location()
+                    );
+                }
                 let dtype = x.dtype();
                 let y = q.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
                 y.to_dtype(dtype)
@@ -391,7 +401,9 @@ impl Attention {
     /// through matrix products, a block of queries at a time, so that the score matrix stays
     /// small; a few queries (decoding) use the fused CPU kernel when it applies (f32 on CPU:
     /// online softmax, no score matrix), whose per-pair dot products are slower than a GEMM
-    /// but need no buffers.
+    /// but need no buffers. Elsewhere (a CUDA device, or bf16/f16) decoding takes the GEMM
+    /// path too: candle's fused varlen kernel is CPU-only, and on a GPU the products are
+    /// cuBLAS calls.
     fn attend_cached(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
         let (lq, lk) = (q.dim(0)?, k.dim(0)?);
         if lq >= GEMM_ATTENTION_MIN_QUERIES {
@@ -413,6 +425,7 @@ impl Attention {
             }
             return Tensor::cat(&blocks, 0);
         }
+        // Dispatch on the device first: `flash_attn_varlen_cpu` reads CPU storage only.
         if q.device().is_cpu() && q.dtype() == DType::F32 {
             let device = q.device();
             let seqlens_q = Tensor::new(&[lq as u32], device)?;
@@ -1391,6 +1404,41 @@ mod tests {
                 alone.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 "sequence {i}"
             );
+        }
+    }
+
+    #[test]
+    fn decoding_by_matrix_products_as_on_a_gpu_equals_the_fused_cpu_kernel() {
+        // A CUDA device (or bf16/f16) decodes through `attend_matmul` with the causal offset;
+        // the CPU in f32 through candle's fused kernel. From the same cache they must agree,
+        // whatever the number of new queries below the GEMM threshold.
+        let cfg = tiny_config();
+        let model = random_model(&cfg);
+        let attn = &model.layers[0].self_attn;
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+        let lk = 12;
+        let k = Tensor::randn(
+            0f32,
+            1.0,
+            (lk, cfg.num_kv_heads, cfg.head_dim),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let v = Tensor::randn(
+            0f32,
+            1.0,
+            (lk, cfg.num_kv_heads, cfg.head_dim),
+            &Device::Cpu,
+        )
+        .unwrap();
+        for lq in [1, 2, 5, GEMM_ATTENTION_MIN_QUERIES - 4] {
+            let q =
+                Tensor::randn(0f32, 1.0, (lq, cfg.num_heads, cfg.head_dim), &Device::Cpu).unwrap();
+            let fused = attn.attend_cached(&q, &k, &v, scale).unwrap();
+            let gemm = attn.attend_matmul(&q, &k, &v, scale, false).unwrap();
+            assert_eq!(fused.dims(), gemm.dims());
+            let diff = max_abs_diff(&fused, &gemm);
+            assert!(diff < 1e-5, "{lq} queries: {diff}");
         }
     }
 }

@@ -297,3 +297,52 @@ fn quantized_generation_runs_and_refuses_shapes_the_type_cannot_hold() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_device_flag_takes_cpu_and_refuses_what_this_build_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = prox_test::fixture("tiny-llama");
+    let (input, output) = one_prompt(dir.path());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            &input,
+            "--output",
+            &output,
+            "--max-new-tokens",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        prox(&args)
+    };
+    for extra in [
+        &["--device", "cpu"][..],
+        &["--device", "cpu", "--dtype", "f16"],
+    ] {
+        let result = run(extra);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(0), "{extra:?}: {stderr}");
+        assert_eq!(read_rows(Path::new(&output))[0]["generated_tokens"], 4);
+    }
+
+    let result = run(&["--device", "gpu"]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("expected `cpu`, `cuda` or `cuda:N`"),
+        "{stderr}"
+    );
+
+    if !prox_engine::CUDA_BUILD {
+        let result = run(&["--device", "cuda:1"]);
+        assert_eq!(result.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            stderr.contains("built without the `cuda` feature; rebuild with `--features cuda`"),
+            "{stderr}"
+        );
+    }
+}

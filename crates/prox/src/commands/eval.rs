@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prox_engine::LoadOptions;
+use prox_engine::{DeviceSpec, LoadOptions};
 use prox_eval::{RequestBuilder, ScoreOptions, ScoreRow, ScoringPath, Summary, Task, TaskPlan};
 use prox_io::JsonlWriter;
 use serde_json::{json, Map, Value};
 
-use crate::commands::generate::{ComputeDtype, Quantization};
+use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +71,15 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub quantize: Option<Quantization>,
 
+    /// Where the model runs.
+    #[arg(
+        long,
+        default_value_t = DeviceSpec::Cpu,
+        value_name = DEVICE_VALUES,
+        long_help = DEVICE_HELP
+    )]
+    pub device: DeviceSpec,
+
     /// Where to write the scores (JSON).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -128,7 +137,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Completion> {
         // A GGUF file is scored on its dequantized weights, as transformers scores one
         // (and faster than the Q4_0/Q4_1 kernels).
         dequantize: true,
-        ..crate::commands::generate::load_options(args.dtype, args.quantize)
+        ..crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?
     };
     let model =
         crate::commands::generate::load_model(&args.model, args.revision.as_deref(), &options)?;

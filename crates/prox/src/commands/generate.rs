@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use prox_engine::{DType, GenerateOptions, GgmlDType, LoadOptions, Model, Request};
+use prox_engine::{DType, DeviceSpec, GenerateOptions, GgmlDType, LoadOptions, Model, Request};
 use prox_io::{Failure, JsonlWriter, Record};
 use serde_json::{json, Value};
 
@@ -47,7 +47,25 @@ pub struct GenerateArgs {
     /// requantized to this type).
     #[arg(long, value_enum)]
     pub quantize: Option<Quantization>,
+
+    /// Where the model runs.
+    #[arg(
+        long,
+        default_value_t = DeviceSpec::Cpu,
+        value_name = DEVICE_VALUES,
+        long_help = DEVICE_HELP
+    )]
+    pub device: DeviceSpec,
 }
+
+/// The values of `--device` (shared by the commands that run a model).
+pub const DEVICE_VALUES: &str = "cpu|cuda|cuda:N";
+/// The long help of `--device` (one paragraph: clap wraps it to the terminal).
+pub const DEVICE_HELP: &str = "Where the model runs: `cpu`, `cuda` (the first GPU) or `cuda:N` \
+    (the GPU of index N). CUDA needs a build with `--features cuda` (scripts/check-cuda.sh \
+    builds one) and an NVIDIA driver. On a GPU the projections are cuBLAS products \
+    (`--quantize`: candle's quantized CUDA kernels), and `--dtype bf16` or `f16` halves the \
+    memory of weights and caches.";
 
 const GENERATE_AFTER_HELP: &str = "\
 A `prompt` is tokenized as inference engines do: special tokens written in the text (`<s>`,
@@ -76,6 +94,8 @@ error that stopped the run.";
 pub enum ComputeDtype {
     F32,
     Bf16,
+    /// Half precision: for GPUs (on the CPU it is slower than bf16 and overflows sooner).
+    F16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,19 +112,29 @@ struct Pending {
     prompt_ids: Vec<u32>,
 }
 
-/// How the `--dtype` and `--quantize` flags load a model (shared by the commands that run one).
-pub fn load_options(dtype: ComputeDtype, quantize: Option<Quantization>) -> LoadOptions {
-    LoadOptions {
+/// How the `--dtype`, `--quantize` and `--device` flags load a model (shared by the commands
+/// that run one). Opens the device: an unusable one is an error before any weight is read.
+pub fn load_options(
+    dtype: ComputeDtype,
+    quantize: Option<Quantization>,
+    device: DeviceSpec,
+) -> anyhow::Result<LoadOptions> {
+    let device = device
+        .open()
+        .with_context(|| format!("cannot run the model on --device {device}"))?;
+    Ok(LoadOptions {
         dtype: match dtype {
             ComputeDtype::F32 => DType::F32,
             ComputeDtype::Bf16 => DType::BF16,
+            ComputeDtype::F16 => DType::F16,
         },
         quantize: quantize.map(|q| match q {
             Quantization::Q8_0 => GgmlDType::Q8_0,
             Quantization::Q4K => GgmlDType::Q4K,
         }),
+        device,
         ..LoadOptions::default()
-    }
+    })
 }
 
 /// Resolves a model name (a path, or a hub id found in or downloaded to the cache) and loads
@@ -123,7 +153,7 @@ pub fn load_model(
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<Completion> {
-    let options = load_options(args.dtype, args.quantize);
+    let options = load_options(args.dtype, args.quantize, args.device)?;
     let model = load_model(&args.model, args.revision.as_deref(), &options)?;
 
     let mut output = JsonlWriter::create(&args.output)?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, FromArgMatches};
+use prox_engine::DeviceSpec;
 use prox_program::Mode;
 use prox_prompt::{PromptBudget, PromptMode, Stage};
 use prox_refine::{
@@ -16,7 +17,7 @@ use prox_refine::{
 };
 
 use crate::commands::apply::ThresholdArgs;
-use crate::commands::generate::{ComputeDtype, Quantization};
+use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -171,6 +172,15 @@ pub struct RefineArgs {
     /// Embedded backend: quantize weight matrices when loading.
     #[arg(long, value_enum)]
     pub quantize: Option<Quantization>,
+
+    /// Embedded backend: where the models run.
+    #[arg(
+        long,
+        default_value_t = DeviceSpec::Cpu,
+        value_name = DEVICE_VALUES,
+        long_help = DEVICE_HELP
+    )]
+    pub device: DeviceSpec,
 
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
@@ -554,7 +564,8 @@ fn rank_from_environment() -> anyhow::Result<Option<usize>> {
 fn load_backend(model: &str, stage: Stage, args: &RefineArgs) -> anyhow::Result<Arc<dyn Backend>> {
     match args.backend {
         BackendKind::Embedded => {
-            let options = crate::commands::generate::load_options(args.dtype, args.quantize);
+            let options =
+                crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?;
             let loaded = crate::commands::generate::load_model(model, None, &options)?;
             let backend = EmbeddedBackend::new(
                 loaded,

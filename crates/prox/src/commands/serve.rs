@@ -5,9 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
+use prox_engine::DeviceSpec;
 use prox_serve::{ServeOptions, Server};
 
-use crate::commands::generate::{ComputeDtype, Quantization};
+use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +63,15 @@ pub struct ServeArgs {
     /// Quantize the weight matrices when loading.
     #[arg(long, value_enum)]
     pub quantize: Option<Quantization>,
+
+    /// Where the model runs.
+    #[arg(
+        long,
+        default_value_t = DeviceSpec::Cpu,
+        value_name = DEVICE_VALUES,
+        long_help = DEVICE_HELP
+    )]
+    pub device: DeviceSpec,
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -80,7 +90,7 @@ or ctrl-c it stops accepting, finishes the batch being decoded, answers queued r
 and exits with status 0.";
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<Completion> {
-    let options = crate::commands::generate::load_options(args.dtype, args.quantize);
+    let options = crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?;
     let model =
         crate::commands::generate::load_model(&args.model, args.revision.as_deref(), &options)?;
 

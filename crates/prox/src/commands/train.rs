@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use prox_engine::DeviceSpec;
 use prox_train::{DataSource, ModelInit, Recipe, Reporter, StepMetrics, TrainOptions, Trainer};
 use serde::Deserialize;
 
+use crate::commands::generate::DEVICE_VALUES;
 use crate::commands::Completion;
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +107,12 @@ pub struct TrainArgs {
     /// Continue from the last checkpoint in --out (starts afresh if there is none).
     #[arg(long)]
     pub resume: bool,
+
+    /// Where the forward and backward passes run: `cpu`, `cuda` or `cuda:N` (a build with
+    /// `--features cuda`). The optimizer steps on the host either way: gradients come back
+    /// and weights go out once per step.
+    #[arg(long, default_value_t = DeviceSpec::Cpu, value_name = DEVICE_VALUES)]
+    pub device: DeviceSpec,
 }
 
 const TRAIN_AFTER_HELP: &str = "\
@@ -328,7 +336,10 @@ fn resolve(args: &TrainArgs, file: TrainFile) -> anyhow::Result<TrainOptions> {
         eval_interval: args.eval_interval.or(file.eval_interval).unwrap_or(100),
         eval_iters: args.eval_iters.or(file.eval_iters).unwrap_or(10),
         resume: args.resume,
-        device: prox_engine::Device::Cpu,
+        device: args
+            .device
+            .open()
+            .with_context(|| format!("cannot train on --device {}", args.device))?,
     })
 }
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Compiles the CUDA build of the engine and the CLI (`--features cuda`) on a machine with no
+# GPU and no system CUDA toolkit: the toolkit comes from NVIDIA's PyPI wheels, installed once
+# into a cached virtual environment.
+#   scripts/check-cuda.sh            # cargo check + clippy (CUDA build) of prox-engine and prox
+#   scripts/check-cuda.sh build      # also cargo build (dev profile): links the prox binary
+#   CUDA_COMPUTE_CAP=80 scripts/check-cuda.sh build   # kernels for another GPU (default 90: H100)
+#
+# Why these wheels: only the CUDA 13 wheels (`cuda-toolkit[nvcc]`) ship the `nvcc` driver with
+# cudafe++, cicc and the headers in one tree (nvidia/cu13/); `nvidia-cuda-nvcc-cu12` holds
+# ptxas alone. cudarc (candle's CUDA binding) reads the toolkit version from `nvcc --version`
+# and knows 13.4, not later, so the version is pinned.
+#
+# Linking: candle enables cudarc's `dynamic-linking`, so the binary is linked against libcuda,
+# libcublas, libcublasLt, libcurand, libnvrtc and libcudart. The wheels hold all of them but
+# libcuda, which belongs to the GPU driver: like the toolkit's own lib/stubs/libcuda.so, a stub
+# with the driver's soname and empty functions is made here for the linker only. At run time
+# the real driver's libcuda.so.1 is loaded instead, and the other libraries come from the
+# wheels (LD_LIBRARY_PATH=$CUDA_ROOT/lib) or a system toolkit of the same major version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-check}"
+case "$mode" in
+check | build) ;;
+*)
+    echo "usage: $0 [check|build]" >&2
+    exit 2
+    ;;
+esac
+
+tools="${PROX_CUDA_TOOLS:-$HOME/.cache/prox/cuda-tools}"
+venv="$tools/venv"
+toolkit_spec="cuda-toolkit[nvcc,cudart,cccl,cublas,curand]==13.4.3"
+stamp="$venv/.prox-installed"
+
+if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$toolkit_spec" ]]; then
+    echo "installing the CUDA toolkit wheels ($toolkit_spec) into $venv" >&2
+    mkdir -p "$tools"
+    python3 -m venv "$venv"
+    nice -n 19 "$venv/bin/pip" install -q --disable-pip-version-check "$toolkit_spec"
+    echo "$toolkit_spec" >"$stamp"
+fi
+
+root=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')
+if [[ ! -x "$root/bin/nvcc" ]]; then
+    echo "error: no nvcc in $root/bin (the wheel layout changed?)" >&2
+    exit 1
+fi
+
+# Link-time stand-ins in lib/stubs (a folder cudarc's build script searches under CUDA_ROOT).
+stubs="$root/lib/stubs"
+mkdir -p "$stubs"
+for lib in cudart cublas cublasLt curand nvrtc; do
+    # The wheels ship only versioned names (libcublas.so.13); `-lcublas` needs libcublas.so.
+    real=$(find "$root/lib" -maxdepth 1 -name "lib$lib.so.*" | sort | head -n 1)
+    if [[ -z "$real" ]]; then
+        echo "error: no lib$lib.so.* in $root/lib" >&2
+        exit 1
+    fi
+    ln -sf "$real" "$stubs/lib$lib.so"
+done
+if [[ ! -f "$stubs/libcuda.so" ]]; then
+    registry_src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name 'cudarc-*' | sort | tail -n 1)
+    if [[ -z "$registry_src" ]]; then
+        cargo fetch --locked >/dev/null
+        registry_src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name 'cudarc-*' | sort | tail -n 1)
+    fi
+    # Every driver entry point cudarc declares (all CUDA versions: a superset is harmless).
+    grep -ohE '^pub unsafe fn cu[A-Za-z0-9_]+' "$registry_src/src/driver/sys/mod.rs" |
+        sed 's/^pub unsafe fn //' | sort -u |
+        awk '{ print "void " $1 "(void) {}" }' >"$stubs/libcuda-stub.c"
+    gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda-stub.c"
+fi
+
+export CUDA_ROOT="$root" CUDA_PATH="$root" CUDA_HOME="$root"
+export PATH="$root/bin:$PATH"
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prox-target-cuda}"
+nvcc --version | tail -n 2 >&2
+
+run() {
+    echo "+ $*" >&2
+    nice -n 19 "$@"
+}
+run cargo check --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets
+run cargo clippy --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets -- -D warnings
+if [[ "$mode" == build ]]; then
+    # Linking is what this step checks, so the dev profile. Its first run compiles candle's
+    # kernels again (~20 min on 2 cores): without the test targets, features unify differently
+    # than for `check --all-targets`, and the kernel build script's hash changes with them.
+    run cargo build --locked -p prox --features cuda
+    bin="$CARGO_TARGET_DIR/debug/prox"
+    echo "built $bin; it needs at run time:" >&2
+    ldd "$bin" | grep -E 'libcuda|libcublas|libcurand|libnvrtc|libcudart' >&2 || true
+fi
