@@ -445,3 +445,35 @@ fn requantizing_a_gguf_file_while_loading_equals_requantizing_after_loading() {
         "SmolLM2 Q4_1 -> Q8_0",
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever bytes of the file are cut off or changed, loading returns (an error naming
+    /// the file, or weights), never panics.
+    #[test]
+    fn any_damage_to_a_safetensors_file_is_an_error_or_weights_never_a_panic(
+        cut in proptest::option::of(0usize..4096),
+        edits in proptest::collection::vec((0usize..2048, proptest::prelude::any::<u8>()), 0..8),
+    ) {
+        let (dir, file) = damaged_fixture(|bytes| {
+            for (at, byte) in &edits {
+                if let Some(b) = bytes.get_mut(*at) {
+                    *b = *byte;
+                }
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut);
+            }
+        });
+        let loaded = std::panic::catch_unwind(|| Model::load(dir.path(), &LoadOptions::default()));
+        proptest::prop_assert!(loaded.is_ok(), "loading panicked");
+        if let Ok(Err(err)) = loaded {
+            let text = message(&err);
+            proptest::prop_assert!(
+                text.contains(&file.display().to_string()) || text.contains("tensor"),
+                "{text}"
+            );
+        }
+    }
+}
