@@ -112,28 +112,9 @@ fn peak_mib() -> f64 {
 /// `model.safetensors`.
 fn save(dir: &Path, cfg: &Config) -> AnyResult<()> {
     std::fs::create_dir_all(dir)?;
-    let config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab_size,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "tie_word_embeddings": cfg.tie_word_embeddings,
-        "hidden_act": "silu",
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": cfg.eos_token_ids.first(),
-        "torch_dtype": "float32",
-    });
     std::fs::write(
         dir.join("config.json"),
-        serde_json::to_string_pretty(&config)?,
+        serde_json::to_string_pretty(&cfg.to_hf_json())?,
     )?;
     let start = Instant::now();
     let tensors = Llama::random_weights(cfg, DType::F32, &Device::Cpu, 1)?;

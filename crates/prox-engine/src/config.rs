@@ -166,6 +166,38 @@ pub struct Config {
 }
 
 impl Config {
+    /// The Hugging Face `config.json` of this configuration, for `LlamaForCausalLM`: what
+    /// [`HfConfig`] reads back as the same configuration.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let eos = match self.eos_token_ids.as_slice() {
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab_size,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": null,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "mlp_bias": false,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "torch_dtype": "float32",
+            "use_cache": true,
+        })
+    }
+
     /// Checks the shape is consistent; the error says what is wrong.
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
     pub fn validate(&self) -> std::result::Result<(), String> {

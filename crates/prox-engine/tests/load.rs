@@ -116,22 +116,7 @@ fn tiny_config() -> Config {
 }
 
 fn write_config(dir: &Path, cfg: &Config) {
-    let config = serde_json::json!({
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab_size,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "tie_word_embeddings": cfg.tie_word_embeddings,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), cfg.to_hf_json().to_string()).unwrap();
 }
 
 /// `Llama::random` saved as a folder: the in-memory model and the folder.

@@ -38,37 +38,6 @@ pub fn config_from_file(path: &Path) -> Result<Config> {
     Ok(HfConfig::from_file(path)?.into_config(path)?)
 }
 
-/// The Hugging Face `config.json` of a configuration, for `LlamaForCausalLM`.
-pub fn hf_config_json(cfg: &Config) -> serde_json::Value {
-    let eos = match cfg.eos_token_ids.as_slice() {
-        [one] => serde_json::json!(one),
-        many => serde_json::json!(many),
-    };
-    serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab_size,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta,
-        "rope_scaling": null,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "tie_word_embeddings": cfg.tie_word_embeddings,
-        "hidden_act": "silu",
-        "attention_bias": false,
-        "mlp_bias": false,
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": eos,
-        "torch_dtype": "float32",
-        "use_cache": true,
-    })
-}
-
 /// The parameter names and shapes of a configuration, in a fixed order (Hugging Face names).
 pub fn parameter_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
@@ -250,7 +219,7 @@ mod tests {
         let cfg = named_config("tiny").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
-        std::fs::write(&path, hf_config_json(&cfg).to_string()).unwrap();
+        std::fs::write(&path, cfg.to_hf_json().to_string()).unwrap();
         assert_eq!(config_from_file(&path).unwrap(), cfg);
     }
 

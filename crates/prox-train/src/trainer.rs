@@ -14,7 +14,7 @@ use crate::checkpoint::{self, CheckpointContents, TrainerState};
 use crate::data::{DataSource, MixedStream, DEFAULT_WINDOW_FILES};
 use crate::error::{Error, Result};
 use crate::metrics::{plot_loss, MetricsLine, MetricsLog, StepMetrics};
-use crate::model::{hf_config_json, TrainableModel};
+use crate::model::TrainableModel;
 use crate::optim::{clip_by_total_norm, AdamW, AdamWConfig};
 use crate::schedule::LrSchedule;
 
@@ -354,7 +354,7 @@ impl Trainer {
             .map(|(_, v)| v.dims().to_vec())
             .collect();
         let params = model.host_params()?;
-        let config_json = hf_config_json(&model.config);
+        let config_json = model.config.to_hf_json();
         Ok(Trainer {
             options,
             model,
