@@ -1197,11 +1197,7 @@ mod tests {
         let prompts: Vec<Vec<u32>> = [700usize, 450, 200]
             .iter()
             .enumerate()
-            .map(|(s, &len)| {
-                (0..len)
-                    .map(|i| 3 + ((i * 7 + s * 13) % 45) as u32)
-                    .collect()
-            })
+            .map(|(s, &len)| prompt(len, s))
             .collect();
         let seqs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
         let mut caches: Vec<KvCache> = (0..3).map(|_| KvCache::new(&model, 720).unwrap()).collect();

@@ -13,6 +13,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn,
+    ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -350,53 +351,7 @@ impl ParquetWriter {
             // Finished row groups are appended to the file on a thread of their own: copying
             // tens of MiB into the file would otherwise stall the encoding of the next group.
             let (groups, appender) = spawn_appender(file_writer);
-            let mut row_groups = 0;
-            let mut open: Option<OpenRowGroup> = None;
-            // Records sent before this batch, so an error can number the record in the file.
-            let mut records_before = 0;
-            let encoded = (|| -> Result<(), String> {
-                for rows in receiver {
-                    for rows in rows.chunks(DECODE_ROWS) {
-                        let batch = rows_to_batch(&schema, rows).map_err(|e| {
-                            format!(
-                                "{e} (rows count from record {} of the file, 0-based)",
-                                records_before
-                            )
-                        })?;
-                        records_before += rows.len();
-                        let group = match &mut open {
-                            Some(group) => group,
-                            None => open.insert(OpenRowGroup::new(
-                                columns
-                                    .create_column_writers(row_groups)
-                                    .map_err(|e| e.to_string())?,
-                            )),
-                        };
-                        if let Err(stopped) = group.write(&schema, &batch) {
-                            // An encoder's own error says more than that it stopped.
-                            return match open.take().map(OpenRowGroup::close) {
-                                Some(Err(error)) => Err(error),
-                                _ => Err(stopped),
-                            };
-                        }
-                        if group.is_full() {
-                            if let Some(group) = open.take() {
-                                let chunks = group.close()?;
-                                if groups.send(chunks).is_err() {
-                                    // The appender stopped: its error is returned below.
-                                    return Ok(());
-                                }
-                                row_groups += 1;
-                            }
-                        }
-                    }
-                }
-                if let Some(group) = open.take() {
-                    let chunks = group.close()?;
-                    let _ = groups.send(chunks);
-                }
-                Ok(())
-            })();
+            let encoded = encode_batches(receiver, &schema, &columns, &groups);
             drop(groups);
             let file_writer = appender
                 .join()
@@ -445,6 +400,64 @@ impl ParquetWriter {
 }
 
 type FileWriter = parquet::file::writer::SerializedFileWriter<AtomicFile>;
+
+/// Converts the batches received to Arrow and feeds them to row groups, handing each full
+/// group to the appender. Returns early, without error, when the appender has stopped: its
+/// own error is the one to report.
+fn encode_batches(
+    receiver: std::sync::mpsc::Receiver<Vec<Value>>,
+    schema: &Arc<Schema>,
+    columns: &ArrowRowGroupWriterFactory,
+    groups: &std::sync::mpsc::SyncSender<Vec<ArrowColumnChunk>>,
+) -> Result<(), String> {
+    let mut row_groups = 0;
+    let mut open: Option<OpenRowGroup> = None;
+    // Records sent before this batch, so an error can number the record in the file.
+    let mut records_before = 0;
+    for rows in receiver {
+        for rows in rows.chunks(DECODE_ROWS) {
+            let batch = rows_to_batch(schema, rows).map_err(|e| {
+                format!("{e} (rows count from record {records_before} of the file, 0-based)")
+            })?;
+            records_before += rows.len();
+            let group = match &mut open {
+                Some(group) => group,
+                None => open.insert(OpenRowGroup::new(
+                    columns
+                        .create_column_writers(row_groups)
+                        .map_err(|e| e.to_string())?,
+                )),
+            };
+            if let Err(stopped) = group.write(schema, &batch) {
+                // An encoder's own error says more than that it stopped.
+                return match open.take().map(OpenRowGroup::close) {
+                    Some(Err(error)) => Err(error),
+                    _ => Err(stopped),
+                };
+            }
+            if group.is_full() {
+                if !append(open.take(), groups)? {
+                    return Ok(());
+                }
+                row_groups += 1;
+            }
+        }
+    }
+    append(open.take(), groups)?;
+    Ok(())
+}
+
+/// Closes `group` (if any) and hands its chunks to the appender; false when the appender has
+/// stopped.
+fn append(
+    group: Option<OpenRowGroup>,
+    groups: &std::sync::mpsc::SyncSender<Vec<ArrowColumnChunk>>,
+) -> Result<bool, String> {
+    match group {
+        Some(group) => Ok(groups.send(group.close()?).is_ok()),
+        None => Ok(true),
+    }
+}
 
 /// A row group being written: one thread per leaf column, each encoding and compressing its
 /// column's pages as batches arrive. Columns run side by side (the long text columns
