@@ -23,18 +23,7 @@ pub const DEFAULT_REVISION: &str = "main";
 
 /// The hub cache folder the environment designates (it need not exist).
 pub fn hub_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
-        return PathBuf::from(dir);
-    }
-    if let Some(home) = var("HF_HOME") {
-        return PathBuf::from(home).join("hub");
-    }
-    if let Some(xdg) = var("XDG_CACHE_HOME") {
-        return PathBuf::from(xdg).join("huggingface").join("hub");
-    }
-    let home = var("HOME").map(PathBuf::from).unwrap_or_default();
-    home.join(".cache").join("huggingface").join("hub")
+    prox_hub::hub_cache_dir()
 }
 
 /// Resolves `name` to a model folder or `.gguf` file: an existing local path as it is,
@@ -42,6 +31,15 @@ pub fn hub_cache_dir() -> PathBuf {
 /// branch or tag name under `refs/`, or a commit hash), and downloaded there when it is
 /// absent and `HF_HUB_OFFLINE` is not set.
 pub fn resolve_model(name: &str, revision: Option<&str>) -> Result<PathBuf> {
+    resolve_model_reporting(name, revision, &prox_hub::NoReporter)
+}
+
+/// [`resolve_model`], telling `reporter` how a download goes (a command draws it as a bar).
+pub fn resolve_model_reporting(
+    name: &str,
+    revision: Option<&str>,
+    reporter: &dyn prox_hub::Reporter,
+) -> Result<PathBuf> {
     let cache = hub_cache_dir();
     match resolve_model_in(name, revision, &cache) {
         Err(Error::NotInHubCache {
@@ -50,11 +48,13 @@ pub fn resolve_model(name: &str, revision: Option<&str>) -> Result<PathBuf> {
             looked_in,
             reason,
         }) if !offline() => {
-            download_model(&id, &revision, &cache).map_err(|download| Error::NotInHubCache {
-                id,
-                revision,
-                looked_in,
-                reason: format!("{reason}; downloading it failed: {download}"),
+            download_model_reporting(&id, &revision, &cache, reporter).map_err(|download| {
+                Error::NotInHubCache {
+                    id,
+                    revision,
+                    looked_in,
+                    reason: format!("{reason}; downloading it failed: {download}"),
+                }
             })
         }
         other => other,
@@ -68,44 +68,48 @@ fn offline() -> bool {
 /// Downloads what loading a model needs into the hub cache, as `huggingface_hub` lays it out:
 /// the JSON files, the tokenizer files and the safetensors weights of a Hugging Face model, or
 /// the one `.gguf` file of a GGUF repository. Returns the snapshot folder (or `.gguf` file).
+///
+/// The hub is `HF_ENDPOINT`'s, with `HF_TOKEN`'s token; transfers resume and are verified
+/// as `prox download`'s are (`prox-hub`).
 pub fn download_model(
     name: &str,
     revision: &str,
     cache: &Path,
 ) -> std::result::Result<PathBuf, String> {
-    use hf_hub::api::sync::ApiBuilder;
-    use hf_hub::{Repo, RepoType};
+    download_model_reporting(name, revision, cache, &prox_hub::NoReporter)
+}
 
-    let api = ApiBuilder::new()
-        .with_cache_dir(cache.to_path_buf())
-        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let repo = api.repo(Repo::with_revision(
-        name.to_owned(),
-        RepoType::Model,
-        revision.to_owned(),
-    ));
-    let info = repo
-        .info()
+/// [`download_model`], telling `reporter` how the transfers go.
+pub fn download_model_reporting(
+    name: &str,
+    revision: &str,
+    cache: &Path,
+    reporter: &dyn prox_hub::Reporter,
+) -> std::result::Result<PathBuf, String> {
+    use prox_hub::{DownloadRequest, Hub, RepoType};
+
+    let hub =
+        Hub::new(&prox_hub::endpoint_from_env(), cache).with_token(prox_hub::token_from_env());
+    let info = hub
+        .repo_info(name, RepoType::Model, revision)
         .map_err(|e| format!("cannot list the repository: {e}"))?;
-    let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    let files: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
     let wanted = model_files(&files)?;
-    let mut first = None;
-    for file in &wanted {
-        let path = repo
-            .get(file)
-            .map_err(|e| format!("cannot download {file}: {e}"))?;
-        first.get_or_insert(path);
-    }
-    let first = first.ok_or("the repository has no files")?;
+    let mut request = DownloadRequest::new(name, RepoType::Model);
+    request.revision = revision.to_owned();
+    request.include = wanted.clone();
+    let download = hub
+        .download_listed(&request, &info, reporter)
+        .map_err(|e| e.to_string())?;
     if wanted[0].ends_with(".gguf") {
-        return Ok(first);
+        return download
+            .files
+            .into_iter()
+            .find(|f| f.file == wanted[0])
+            .map(|f| f.path)
+            .ok_or_else(|| format!("{} was not downloaded", wanted[0]));
     }
-    first
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| "the downloaded config.json has no folder".to_owned())
+    Ok(download.folder)
 }
 
 /// The files of a repository that a model needs, the one that locates the model first.

@@ -1,10 +1,14 @@
 //! Test support shared by the ProX-rs crates: locating the golden fixtures produced by the
-//! reference implementation, and reading their JSON-lines files.
+//! reference implementation, reading their JSON-lines files, and (feature `hub`) a stand-in
+//! for the Hugging Face hub on loopback.
 //!
 //! The fixtures live outside the repository (`../shared/fixtures` from the workspace root);
 //! `PROX_FIXTURES` overrides the location.
 
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "hub")]
+pub mod hub;
 
 /// The environment variable that overrides where the golden fixtures are.
 pub const FIXTURES_ENV: &str = "PROX_FIXTURES";
