@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::Config;
-use crate::q8::Q8Matrix;
+use crate::q8::{Kernel, Q8Matrix};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -36,10 +36,15 @@ pub enum Linear {
 /// Which kernel computes Q8_0 products on the CPU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Q8Kernel {
-    /// The engine's tiled kernel ([`Q8Matrix`]).
+    /// The engine's tiled kernel ([`Q8Matrix`]), the fastest path this CPU runs.
     #[default]
     Engine,
-    /// candle's `QMatMul` (for comparisons: the same integer dot products, slower).
+    /// The engine's portable scalar kernel: the same numbers as [`Q8Kernel::Engine`] (up to
+    /// float summation order) on every CPU; slow, for checking the SIMD paths.
+    Portable,
+    /// candle's `QMatMul`, for comparisons. Its numbers depend on the CPU: with AVX-512 VNNI
+    /// or AVX-VNNI, candle 0.11 quantizes activations to 256-value Q8_K blocks instead of
+    /// Q8_0's 32-value blocks, which moves results by up to about 1%.
     Candle,
 }
 
@@ -88,8 +93,16 @@ impl Linear {
     /// included: the engine's kernel is CPU code). F32/F16 tensors come back dense, in
     /// `dtype`.
     pub fn from_qtensor(q: Arc<QTensor>, dtype: DType, kernel: Q8Kernel) -> CResult<Self> {
-        if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() && kernel == Q8Kernel::Engine {
-            return Ok(Linear::Q8(Arc::new(Q8Matrix::from_qtensor(&q)?)));
+        if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() {
+            let engine_kernel = match kernel {
+                Q8Kernel::Engine => Some(Kernel::Best),
+                Q8Kernel::Portable => Some(Kernel::Portable),
+                Q8Kernel::Candle => None,
+            };
+            if let Some(engine_kernel) = engine_kernel {
+                let matrix = Q8Matrix::from_qtensor(&q)?.with_kernel(engine_kernel);
+                return Ok(Linear::Q8(Arc::new(matrix)));
+            }
         }
         match QMatMul::from_arc(q)? {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Ok(Linear::Float(t.to_dtype(dtype)?)),

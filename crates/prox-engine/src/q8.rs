@@ -73,11 +73,83 @@ const WIDE_ORDER: [usize; BLOCK] = [
 /// Which kernel computes a product.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {
-    /// The fastest one this CPU runs (AVX2 + FMA when present).
+    /// The fastest one this CPU runs, capped by [`KERNEL_ENV`] when it is set.
     #[default]
     Best,
-    /// The portable scalar kernel (the reference the SIMD kernel is tested against).
+    /// The portable scalar kernel: every CPU, and the reference the SIMD kernels are tested
+    /// against.
     Portable,
+    /// AVX2 and FMA (x86-64); an error on a CPU without them.
+    Avx2,
+}
+
+/// The environment variable that caps the kernel [`Kernel::Best`] picks (`portable`,
+/// `avx2`), so that on a richer CPU the lower paths can be run, tested and benchmarked.
+pub const KERNEL_ENV: &str = "PROX_Q8_KERNEL";
+
+/// A [`KERNEL_ENV`] value that names no kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{KERNEL_ENV}={value:?} names no Q8_0 kernel (known: portable, avx2)")]
+pub struct UnknownKernel {
+    pub value: String,
+}
+
+impl Kernel {
+    /// The name [`KERNEL_ENV`] takes and logs show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Best => Kernel::best().name(),
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2",
+        }
+    }
+
+    /// The kernel [`Kernel::Best`] stands for on this CPU, after the cap.
+    pub fn best() -> Kernel {
+        Simd::detect().kernel()
+    }
+
+    /// Every kernel this CPU runs, the portable one first; the cap does not apply, so that
+    /// tests reach every path the CPU has.
+    pub fn available() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if avx2::Avx2::detect().is_some() {
+            kernels.push(Kernel::Avx2);
+        }
+        kernels
+    }
+
+    /// The cap set by [`KERNEL_ENV`]: `None` when unset or empty.
+    pub fn cap_from_env() -> Result<Option<Kernel>, UnknownKernel> {
+        match std::env::var(KERNEL_ENV) {
+            Err(_) => Ok(None),
+            Ok(value) => Kernel::parse_cap(&value),
+        }
+    }
+
+    fn parse_cap(value: &str) -> Result<Option<Kernel>, UnknownKernel> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "portable" => Ok(Some(Kernel::Portable)),
+            "avx2" => Ok(Some(Kernel::Avx2)),
+            _ => Err(UnknownKernel {
+                value: value.to_owned(),
+            }),
+        }
+    }
+
+    /// The kernel's SIMD proof, or `None` when this CPU cannot run it.
+    fn simd(self) -> Option<Simd> {
+        match self {
+            Kernel::Best => Some(Simd::detect()),
+            Kernel::Portable => Some(Simd::Scalar),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::Avx2::detect().map(Simd::Avx2),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 => None,
+        }
+    }
 }
 
 /// A weight matrix `[rows, cols]` in Q8_0 blocks, applied as `y = x · Wᵀ`.
@@ -91,6 +163,8 @@ pub struct Q8Matrix {
     qs: Vec<Block>,
     /// The block scales, widened from f16 (exactly), in the same order.
     scales: Vec<f32>,
+    /// The kernel [`Q8Matrix::matmul`] and [`Q8Matrix::forward`] use.
+    kernel: Kernel,
 }
 
 /// Activations quantized to Q8_0, `[token][block]`.
@@ -155,7 +229,19 @@ impl Q8Matrix {
             blocks,
             qs,
             scales,
+            kernel: Kernel::Best,
         })
+    }
+
+    /// The same matrix computed by `kernel` from now on.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The kernel the matrix's products use.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Output features (weight rows).
@@ -187,7 +273,7 @@ impl Q8Matrix {
 
     /// `y = x · Wᵀ` for `x` `[tokens, cols]` (row-major); returns `[tokens, rows]`.
     pub fn matmul(&self, x: &[f32]) -> CResult<Vec<f32>> {
-        self.matmul_with(x, Kernel::Best)
+        self.matmul_with(x, self.kernel)
     }
 
     /// [`Q8Matrix::matmul`] with a chosen kernel.
@@ -207,9 +293,8 @@ impl Q8Matrix {
         if tokens == 0 || self.rows == 0 {
             return Ok(y);
         }
-        let simd = match kernel {
-            Kernel::Best => Simd::detect(),
-            Kernel::Portable => Simd::Scalar,
+        let Some(simd) = kernel.simd() else {
+            candle_core::bail!("this CPU cannot run the {kernel:?} Q8_0 kernel");
         };
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut scratch) => self.matmul_into(x, tokens, &mut y, simd, &mut scratch),
@@ -554,15 +639,38 @@ enum Simd {
 }
 
 impl Simd {
+    /// The fastest kernel this CPU runs, capped by [`KERNEL_ENV`] (an unknown value caps
+    /// nothing here: the command line refuses it before any product runs).
     fn detect() -> Simd {
         static DETECTED: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            if let Some(cpu) = avx2::Avx2::detect() {
-                return Simd::Avx2(cpu);
-            }
-            Simd::Scalar
+            let cap = Kernel::cap_from_env().ok().flatten();
+            Kernel::available()
+                .into_iter()
+                .rev()
+                .filter(|&k| cap.is_none_or(|cap| k.rank() <= cap.rank()))
+                .find_map(Kernel::simd)
+                .unwrap_or(Simd::Scalar)
         })
+    }
+
+    fn kernel(self) -> Kernel {
+        match self {
+            Simd::Scalar => Kernel::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(_) => Kernel::Avx2,
+        }
+    }
+}
+
+impl Kernel {
+    /// The order of the paths, slowest first (for the cap).
+    fn rank(self) -> u8 {
+        match self {
+            Kernel::Portable => 0,
+            Kernel::Avx2 => 1,
+            Kernel::Best => u8::MAX,
+        }
     }
 }
 
@@ -877,6 +985,21 @@ mod tests {
             Tensor::zeros((4, 256), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, GgmlDType::Q4K).unwrap();
         assert!(Q8Matrix::from_qtensor(&q).is_err());
+    }
+
+    #[test]
+    fn the_kernel_cap_names_a_kernel_or_is_refused() {
+        assert_eq!(Kernel::parse_cap(""), Ok(None));
+        assert_eq!(Kernel::parse_cap("portable"), Ok(Some(Kernel::Portable)));
+        assert_eq!(Kernel::parse_cap(" AVX2 "), Ok(Some(Kernel::Avx2)));
+        let err = Kernel::parse_cap("avx9").unwrap_err();
+        assert!(err.to_string().contains("known: portable, avx2"), "{err}");
+    }
+
+    #[test]
+    fn the_portable_kernel_runs_everywhere_and_comes_first() {
+        assert_eq!(Kernel::available()[0], Kernel::Portable);
+        assert!(Kernel::available().contains(&Kernel::best()));
     }
 
     #[test]
