@@ -4,6 +4,8 @@
 # into a cached virtual environment.
 #   scripts/check-cuda.sh            # cargo check + clippy (CUDA build) of prox-engine and prox
 #   scripts/check-cuda.sh build      # also cargo build (dev profile): links the prox binary
+#   scripts/check-cuda.sh bundle     # release binaries for a GPU machine, in .gpu-bundle/
+#                                    # (what scripts/gpu-check.sh runs there; see that script)
 #   CUDA_COMPUTE_CAP=80 scripts/check-cuda.sh build   # kernels for another GPU (default 90: H100)
 #
 # Why these wheels: only the CUDA 13 wheels (`cuda-toolkit[nvcc]`) ship the `nvcc` driver with
@@ -22,9 +24,9 @@ cd "$(dirname "$0")/.."
 
 mode="${1:-check}"
 case "$mode" in
-check | build) ;;
+check | build | bundle) ;;
 *)
-    echo "usage: $0 [check|build]" >&2
+    echo "usage: $0 [check|build|bundle]" >&2
     exit 2
     ;;
 esac
@@ -83,8 +85,10 @@ run() {
     echo "+ $*" >&2
     nice -n 19 "$@"
 }
-run cargo check --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets
-run cargo clippy --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets -- -D warnings
+if [[ "$mode" != bundle ]]; then
+    run cargo check --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets
+    run cargo clippy --locked -p prox-engine -p prox-train -p prox --features prox/cuda --all-targets -- -D warnings
+fi
 if [[ "$mode" == build ]]; then
     # Linking is what this step checks, so the dev profile. Its first run compiles candle's
     # kernels again (~20 min on 2 cores): without the test targets, features unify differently
@@ -93,4 +97,45 @@ if [[ "$mode" == build ]]; then
     bin="$CARGO_TARGET_DIR/debug/prox"
     echo "built $bin; it needs at run time:" >&2
     ldd "$bin" | grep -E 'libcuda|libcublas|libcurand|libnvrtc|libcudart' >&2 || true
+fi
+if [[ "$mode" == bundle ]]; then
+    # What a GPU machine with no Rust toolchain needs: the CLI, the GPU-against-CPU test binary
+    # and the engine bench, stripped and compressed, plus the tiny fixture model. The CUDA
+    # libraries are not carried (cuBLAS alone is hundreds of MiB): gpu-check.sh finds them on
+    # the machine, in a system toolkit or in PyTorch's nvidia wheels (CUDA 13, as built here).
+    run cargo build --locked --release -p prox --features cuda
+    run cargo build --locked --release -p prox-engine --features cuda --example bench
+    tests_bin=$(nice -n 19 cargo test --locked --release -p prox-engine --features cuda --test cuda \
+        --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
+        print(m["executable"])' | tail -n 1)
+    if [[ -z "$tests_bin" ]]; then
+        echo "error: cargo built no test binary for crates/prox-engine/tests/cuda.rs" >&2
+        exit 1
+    fi
+    fixtures="${PROX_FIXTURES:-../shared/fixtures}"
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage/bin" "$stage/fixtures"
+    cp "$CARGO_TARGET_DIR/release/prox" "$stage/bin/prox"
+    cp "$CARGO_TARGET_DIR/release/examples/bench" "$stage/bin/bench"
+    cp "$tests_bin" "$stage/bin/cuda-tests"
+    strip "$stage/bin/"*
+    cp -r "$fixtures/tiny-llama" "$fixtures/llama2-tokenizer" "$stage/fixtures/"
+    rm -rf .gpu-bundle
+    mkdir -p .gpu-bundle
+    tar -C "$stage" -cf - . | xz -T0 -6 >.gpu-bundle/bundle.tar.xz
+    # A device call carries the working tree too (tracked and untracked files, not ignored).
+    tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -n 1 | cut -f1)
+    bundle=$(stat -c %s .gpu-bundle/bundle.tar.xz)
+    limit=$((64 * 1024 * 1024))
+    echo "bundle: $((bundle / 1024 / 1024)) MiB compressed; working tree $((tree / 1024 / 1024)) MiB; limit 64 MiB" >&2
+    if ((bundle + tree > limit)); then
+        echo "error: bundle + working tree exceed the 64 MiB a device call carries" >&2
+        exit 1
+    fi
+    echo "ready: carry .gpu-bundle and run scripts/gpu-check.sh on the GPU machine" >&2
 fi

@@ -3,7 +3,8 @@
 //!
 //!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0|q8_0-candle \
 //!         [--reps 3] [--prompt 512] [--prefill-batches 1,8] [--decode-batches 1,8,32] \
-//!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1] [--load DIR]
+//!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1] [--load DIR] \
+//!         [--device cpu|cuda|cuda:N]
 //!     cargo run --release -p prox-engine --example bench -- --save DIR
 //!
 //! One dtype per process, so that the peak resident memory (`VmHWM`) is that dtype's; each
@@ -40,6 +41,7 @@ struct Args {
     choice_reps: usize,
     save: Option<PathBuf>,
     load: Option<PathBuf>,
+    device: String,
 }
 
 fn parse_args() -> AnyResult<Args> {
@@ -54,6 +56,7 @@ fn parse_args() -> AnyResult<Args> {
         choice_reps: 1,
         save: None,
         load: None,
+        device: "cpu".into(),
     };
     let list = |v: &str| -> AnyResult<Vec<usize>> {
         v.split(',')
@@ -75,6 +78,7 @@ fn parse_args() -> AnyResult<Args> {
             "--choice-reps" => args.choice_reps = value.parse::<usize>()?.max(1),
             "--save" => args.save = Some(value.into()),
             "--load" => args.load = Some(value.into()),
+            "--device" => args.device = value,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -154,6 +158,12 @@ fn main() -> AnyResult<()> {
     if let Some(dir) = &args.save {
         return save(dir, &cfg);
     }
+    let device = prox_engine::parse_device(&args.device)?;
+    println!(
+        "# device={} q8_0_kernel={}",
+        args.device,
+        prox_engine::q8::Kernel::best().name()
+    );
     let resets = reset_peak();
     let rss_at_start = status_kib("VmRSS:") as f64 / 1024.0;
     let start = Instant::now();
@@ -165,6 +175,7 @@ fn main() -> AnyResult<()> {
             let options = LoadOptions {
                 dtype,
                 quantize,
+                device: device.clone(),
                 ..LoadOptions::default()
             };
             let model = Model::load(dir, &options)?.llama;
@@ -174,7 +185,7 @@ fn main() -> AnyResult<()> {
             model
         }
         None => {
-            let mut model = Llama::random(&cfg, dtype, &Device::Cpu, 1)?;
+            let mut model = Llama::random(&cfg, dtype, &device, 1)?;
             if let Some(q) = quantize {
                 model.quantize_with(q, kernel)?;
             }
@@ -228,6 +239,8 @@ fn main() -> AnyResult<()> {
             let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
             let t = Instant::now();
             model.forward(&seqs, &mut refs, &LogitsAt::Last)?;
+            // GPU kernels run asynchronously: the time is the work's only once it is done.
+            device.synchronize()?;
             times.push(t.elapsed().as_secs_f64());
         }
         let tokens = batch * args.prompt;
@@ -265,6 +278,7 @@ fn main() -> AnyResult<()> {
                 let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
                 model.forward(&seqs, &mut refs, &LogitsAt::Last)?;
             }
+            device.synchronize()?;
             times.push(t.elapsed().as_secs_f64());
         }
         let tokens = batch * args.decode_steps;
