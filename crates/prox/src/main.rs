@@ -12,6 +12,7 @@ use clap::Parser;
 
 use crate::cli::Cli;
 use crate::commands::Completion;
+use crate::env_vars::PROX_Q8_KERNEL;
 
 // Refining allocates and frees a string per field of every document, and large buffers per
 // batch: glibc's allocator returns those to the kernel and faults them back in, batch after
@@ -22,6 +23,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet);
+    // Refused before any work, rather than ignored deep in the engine.
+    if let Err(error) = prox_engine::q8::Kernel::cap_from_env() {
+        eprintln!("error: {error}");
+        eprintln!("hint: unset {PROX_Q8_KERNEL} to use the fastest kernel this CPU runs");
+        return ExitCode::from(2);
+    }
+    tracing::debug!(
+        q8_0_kernel = prox_engine::q8::Kernel::best().name(),
+        "CPU kernels"
+    );
     match commands::run(cli.command) {
         Ok(Completion::Clean) => ExitCode::SUCCESS,
         Ok(Completion::SomeDocumentsFailed) => ExitCode::from(1),
