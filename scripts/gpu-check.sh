@@ -5,6 +5,9 @@
 #   scripts/check-cuda.sh bundle        # here: release CUDA binaries + tiny model, size checked
 #   scripts/gpu-check.sh                # there, from the repository root (bash only, no cargo)
 #   STEPS="probe tests" scripts/gpu-check.sh     # some steps only
+#   GPU_CHECK_DEVICE=cpu STEPS="generate refine" scripts/gpu-check.sh
+#       # a dry run without a GPU: the script's own logic, the "GPU" side on the CPU too;
+#       # GPU_CHECK_BIN=DIR takes prox, bench and cuda-tests from DIR instead of the bundle
 #
 # Steps, each under its own time limit (seconds in the variable beside it), then a summary:
 #   probe     nvidia-smi, the driver's CUDA version, compute capability, where the CUDA runtime
@@ -35,32 +38,42 @@ exec > >(tee -a "$log") 2>&1
 
 say() { printf '== %s\n' "$*"; }
 
+device=${GPU_CHECK_DEVICE:-cuda}
+gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1; }
+if [[ "$device" == cpu ]]; then
+    echo "gpu-check: dry run: the GPU side runs on the CPU (GPU_CHECK_DEVICE=cpu); no GPU is checked"
+    gpu_name() { echo "no GPU: dry run on the CPU"; }
 # No GPU: say so plainly and stop, before unpacking anything.
-if ! command -v nvidia-smi >/dev/null 2>&1; then
+elif ! command -v nvidia-smi >/dev/null 2>&1; then
     echo "gpu-check: no NVIDIA GPU here: nvidia-smi is not installed (no NVIDIA driver)."
     echo "gpu-check: run this script on a machine with an NVIDIA GPU; nothing was checked."
     exit 3
-fi
-if ! gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1) || [[ -z "$gpus" ]]; then
+elif ! gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1) || [[ -z "$gpus" ]]; then
     echo "gpu-check: no NVIDIA GPU here: nvidia-smi finds none ($gpus)."
     echo "gpu-check: nothing was checked."
     exit 3
 fi
 
-bundle=.gpu-bundle/bundle.tar.xz
-if [[ ! -f "$bundle" ]]; then
-    echo "gpu-check: $bundle is missing: build it where Rust is (scripts/check-cuda.sh bundle)"
-    echo "gpu-check: and carry .gpu-bundle to this machine."
-    exit 2
+if [[ -n "${GPU_CHECK_BIN:-}" ]]; then
+    # Binaries already at hand (a dry run here, or a machine that built them): no bundle.
+    bin=$GPU_CHECK_BIN
+    export PROX_FIXTURES="${PROX_FIXTURES:-../shared/fixtures}"
+else
+    bundle=.gpu-bundle/bundle.tar.xz
+    if [[ ! -f "$bundle" ]]; then
+        echo "gpu-check: $bundle is missing: build it where Rust is (scripts/check-cuda.sh bundle)"
+        echo "gpu-check: and carry .gpu-bundle to this machine."
+        exit 2
+    fi
+    rm -rf "$work/bundle"
+    mkdir -p "$work/bundle"
+    xz -dc "$bundle" | tar -C "$work/bundle" -xf - || {
+        echo "gpu-check: cannot unpack $bundle"
+        exit 2
+    }
+    bin="$work/bundle/bin"
+    export PROX_FIXTURES="$work/bundle/fixtures"
 fi
-rm -rf "$work/bundle"
-mkdir -p "$work/bundle"
-xz -dc "$bundle" | tar -C "$work/bundle" -xf - || {
-    echo "gpu-check: cannot unpack $bundle"
-    exit 2
-}
-bin="$work/bundle/bin"
-export PROX_FIXTURES="$work/bundle/fixtures"
 tiny="$PROX_FIXTURES/tiny-llama"
 
 # The CUDA 13 libraries the binaries load besides the driver: from the system's loader path,
@@ -88,7 +101,7 @@ for cuda in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
 done
 export LD_LIBRARY_PATH="${lib_dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-export bin work tiny needed PROX_FIXTURES LD_LIBRARY_PATH
+export bin work tiny needed device PROX_FIXTURES LD_LIBRARY_PATH
 declare -a names results seconds
 run_step() {
     local name=$1 limit=$2
@@ -150,9 +163,10 @@ step_generate() {
     printf '%s\n' '{"prompt": "The city council approved a new plan"}' \
         '{"prompt": "Skip to main content"}' '{"prompt": "Copyright 2024. All rights reserved."}' \
         >"$dir/prompts.jsonl"
-    for device in cpu cuda; do
+    declare -A sides=([cpu]=cpu [cuda]="$device")
+    for side in cpu cuda; do
         "$bin/prox" generate --model "$tiny" --input "$dir/prompts.jsonl" \
-            --output "$dir/$device.jsonl" --max-new-tokens 24 --device "$device" || return 1
+            --output "$dir/$side.jsonl" --max-new-tokens 24 --device "${sides[$side]}" || return 1
     done
     python3 - "$dir/cpu.jsonl" "$dir/cuda.jsonl" <<'PY'
 import json, sys
@@ -168,11 +182,12 @@ PY
 step_refine() {
     local dir="$work/refine"
     rm -rf "$dir" && mkdir -p "$dir"
-    for device in cpu cuda; do
+    declare -A sides=([cpu]=cpu [cuda]="$device")
+    for side in cpu cuda; do
         "$bin/prox" refine --doc-model "$tiny" --chunk-model "$tiny" \
             --doc-max-new-tokens 8 --chunk-max-new-tokens 24 \
-            --input examples/web-sample.jsonl --output "$dir/$device" \
-            --output-format jsonl.gz --device "$device" || return 1
+            --input examples/web-sample.jsonl --text-field raw_content --output "$dir/$side" \
+            --output-format jsonl.gz --device "${sides[$side]}" || return 1
     done
     local differ=0
     for part in output dropped; do
@@ -188,7 +203,7 @@ step_refine() {
 step_bench() {
     local failed=0
     for dtype in f32 bf16 f16 q8_0; do
-        "$bin/bench" --device cuda --dtype "$dtype" --reps 3 --prefill-batches 1,8,32 \
+        "$bin/bench" --device "$device" --dtype "$dtype" --reps 3 --prefill-batches 1,8,32 \
             --decode-batches 1,8,32,128 --decode-steps 16 --choice-batch 8 || failed=1
     done
     if python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null; then
@@ -214,7 +229,8 @@ step_throughput() {
     local start
     start=$(date +%s.%N)
     "$bin/prox" refine --doc-model "$dir/model" --chunk-model "$dir/model" \
-        --input "$dir/corpus.jsonl" --output "$dir/run" --device cuda || return 1
+        --input "$dir/corpus.jsonl" --text-field doc_content --output "$dir/run" \
+        --device "$device" || return 1
     python3 - "$dir/run/stats.json" "$start" "$(date +%s.%N)" <<'PY'
 import json, sys
 stats = json.load(open(sys.argv[1]))
@@ -244,7 +260,7 @@ for step in $STEPS; do
     esac
 done
 
-say "summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1))"
+say "summary ($(gpu_name))"
 status=0
 for i in "${!names[@]}"; do
     printf '%-10s %-14s %5ss\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}"
