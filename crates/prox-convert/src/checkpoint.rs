@@ -169,11 +169,8 @@ impl Checkpoint {
         }
         let len = usize::try_from(entry.size)
             .map_err(|_| damaged("larger than the address space".to_owned()))?;
-        let mut bytes = Vec::new();
-        bytes
-            .try_reserve_exact(len)
-            .map_err(|_| damaged(format!("{len} bytes cannot be allocated")))?;
-        bytes.resize(len, 0);
+        // No larger than the file: the directory's sizes were checked against its length.
+        let mut bytes = vec![0u8; len];
         self.file
             .read_exact_at(&mut bytes, entry.offset)
             .map_err(|e| damaged(format!("reading {len} bytes at {}: {e}", entry.offset)))?;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -453,6 +454,9 @@ fn write_weights(
                 source,
             }
         })?;
+        // The writer's temporary file is private (0600); a model folder is for everyone to read.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(io(&path))?;
         if let Some(error) = reader.error.borrow_mut().take() {
             return Err(error);
         }

@@ -37,4 +37,6 @@ pub use convert::{
     convert_checkpoint, is_complete, ConvertOptions, Outcome, DEFAULT_MAX_SHARD_BYTES,
 };
 pub use error::{Error, Result};
-pub use series::{convert_series, list_series, step_of, Series, SeriesCheckpoint, SeriesOptions};
+pub use series::{
+    convert_series, list_series, step_of, Progress, Series, SeriesCheckpoint, SeriesOptions,
+};

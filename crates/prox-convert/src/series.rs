@@ -136,19 +136,30 @@ pub fn list_series(dir: &Path, options: &SeriesOptions) -> Result<Series> {
     })
 }
 
-/// Converts every checkpoint of `series` into `output/{name}`, in step order; `on_start` is
-/// called before each. Folders converted by an earlier run are left as they are.
+/// Where [`convert_series`] is.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// About to convert this checkpoint.
+    Start(&'a SeriesCheckpoint),
+    /// Done with it.
+    Done(&'a SeriesCheckpoint, &'a Outcome),
+}
+
+/// Converts every checkpoint of `series` into `output/{name}`, in step order, telling
+/// `progress` before and after each. Folders converted by an earlier run are left as they are.
+/// An error names the checkpoint it happened on.
 pub fn convert_series(
     series: &Series,
     output: &Path,
     options: &ConvertOptions,
-    mut on_start: impl FnMut(&SeriesCheckpoint),
+    mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Vec<(SeriesCheckpoint, Outcome)>> {
     let mut done = Vec::with_capacity(series.checkpoints.len());
     for checkpoint in &series.checkpoints {
-        on_start(checkpoint);
+        progress(Progress::Start(checkpoint));
         let outcome =
             convert_checkpoint(&checkpoint.input, &output.join(&checkpoint.name), options)?;
+        progress(Progress::Done(checkpoint, &outcome));
         done.push((checkpoint.clone(), outcome));
     }
     Ok(done)

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use prox_convert::{
-    convert_checkpoint, convert_series, list_series, ConvertOptions, Error, Outcome, SeriesOptions,
+    convert_checkpoint, convert_series, list_series, ConvertOptions, Error, Outcome, Progress,
+    SeriesOptions,
 };
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -175,9 +176,16 @@ fn a_folder_converts_in_step_order_into_token_named_folders_and_reruns_skip_them
     assert_eq!(series.ignored, [fixture(config).join("lit_model.pth")]);
 
     let mut started = Vec::new();
-    let done = convert_series(&series, out.path(), &ConvertOptions::default(), |c| {
-        started.push(c.step)
-    })
+    let done = convert_series(
+        &series,
+        out.path(),
+        &ConvertOptions::default(),
+        |progress| {
+            if let Progress::Start(c) = progress {
+                started.push(c.step)
+            }
+        },
+    )
     .unwrap();
     assert_eq!(started, [2000, 4000]);
     assert!(done

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::apply::ApplyArgs;
+use crate::commands::convert::ConvertArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::generate::GenerateArgs;
 use crate::commands::prompts::PromptsArgs;
@@ -77,6 +78,9 @@ pub enum Command {
     Report(ReportArgs),
     /// What a run did to one document, in the terminal: its diff and programs.
     Show(ShowArgs),
+    /// Convert model checkpoints: `litgpt` turns litgpt training checkpoints (one `.pth`, or
+    /// a run's folder of them) into Hugging Face Llama folders, as the ProX reference does.
+    Convert(ConvertArgs),
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod convert;
 pub mod eval;
 pub mod generate;
 pub mod prompts;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Show(args) => show::run(&args),
+        Command::Convert(args) => convert::run(&args),
     }
 }
 
