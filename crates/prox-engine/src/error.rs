@@ -99,6 +99,9 @@ pub enum RequestError {
         position: usize,
         vocab_size: usize,
     },
+    /// A stop string is empty (it would stop before the first token; vLLM refuses it too).
+    #[error("stop string {index} is empty")]
+    EmptyStopString { index: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,13 +5,17 @@
 //! sequence has its own preallocated cache sized to what it may still need, so a finished
 //! sequence simply leaves the batch.
 
-use crate::error::{RequestError, Result};
+use prox_tokenizer::Tokenizer;
+
+use crate::error::{Error, RequestError, Result};
 use crate::model::{KvCache, Llama, LogitsAt};
+use crate::stop::{StopMatcher, StopText};
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An end-of-sequence token was generated (the last of the ids).
+    /// An end-of-sequence token was generated (the last of the ids), or a stop string
+    /// appeared in the text ([`generate_text`]).
     Stop,
     /// The token limit, or the model's context, was reached.
     Length,
@@ -32,6 +36,28 @@ impl FinishReason {
 pub struct Request {
     pub prompt_ids: Vec<u32>,
     pub max_new_tokens: usize,
+}
+
+/// One prompt to continue until a stop string ([`generate_text`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextRequest {
+    pub request: Request,
+    /// Strings that end the generation when they appear in its decoded text (special
+    /// tokens skipped); the text stops before the first of them. None may be empty. An empty
+    /// list: the generation ends at the end-of-sequence token or the limit only.
+    pub stop: Vec<String>,
+}
+
+/// The greedy continuation of one prompt as ids and text ([`generate_text`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextGeneration {
+    /// Every generated id, those of the stop string included (as vLLM's `token_ids`);
+    /// `finish_reason` is [`FinishReason::Stop`] when a stop string ended it.
+    pub generation: Generation,
+    /// The decoded text (special tokens skipped), cut before the stop string.
+    pub text: String,
+    /// The stop string that ended the generation (vLLM's `stop_reason`), if one did.
+    pub stop: Option<String>,
 }
 
 /// The greedy continuation of one prompt.
@@ -131,13 +157,63 @@ pub fn generate(
     requests: &[Request],
     options: &GenerateOptions,
 ) -> Result<Vec<std::result::Result<Generation, RequestError>>> {
+    let requests: Vec<&Request> = requests.iter().collect();
+    let results = decode(model, &requests, None, options)?;
+    Ok(results
+        .into_iter()
+        .map(|result| result.map(|(generation, _)| generation))
+        .collect())
+}
+
+/// Greedily continues every request as [`generate`] does, and also ends a generation at
+/// the first of its stop strings, found in its text as it is decoded token by token with
+/// `tokenizer` (the model's own; see [`StopMatcher`]). A request's text is cut before the
+/// stop string, which may span tokens; requests without stop strings get the same ids as
+/// from [`generate`] and `tokenizer.decode(ids, true)` as text. Each request is decoded on
+/// its own: the result is the same whichever requests share the batch. A request with an
+/// empty stop string gets [`RequestError::EmptyStopString`].
+pub fn generate_text(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    requests: &[TextRequest],
+    options: &GenerateOptions,
+) -> Result<Vec<std::result::Result<TextGeneration, RequestError>>> {
+    let plain: Vec<&Request> = requests.iter().map(|r| &r.request).collect();
+    let stops: Vec<&[String]> = requests.iter().map(|r| r.stop.as_slice()).collect();
+    let results = decode(model, &plain, Some((tokenizer, &stops)), options)?;
+    Ok(results
+        .into_iter()
+        .zip(requests)
+        .map(|(result, request)| {
+            result.map(|(generation, text)| {
+                let text = text.expect("a text is decoded for every request with a tokenizer");
+                TextGeneration {
+                    generation,
+                    stop: text.matched.map(|i| request.stop[i].clone()),
+                    text: text.text,
+                }
+            })
+        })
+        .collect())
+}
+
+type Decoded = std::result::Result<(Generation, Option<StopText>), RequestError>;
+
+/// The batched greedy loop; with a tokenizer, each sequence's text is followed for its
+/// stop strings and returned.
+fn decode(
+    model: &Llama,
+    requests: &[&Request],
+    stops: Option<(&Tokenizer, &[&[String]])>,
+    options: &GenerateOptions,
+) -> Result<Vec<Decoded>> {
     let context = model.config().max_position_embeddings;
     let eos: &[u32] = options
         .eos_token_ids
         .as_deref()
         .unwrap_or(&model.config().eos_token_ids);
 
-    struct Running {
+    struct Running<'t> {
         index: usize,
         cache: KvCache,
         ids: Vec<u32>,
@@ -145,21 +221,51 @@ pub fn generate(
         /// The most new tokens this sequence may produce.
         limit: usize,
         finish: Option<FinishReason>,
+        stop: Option<StopMatcher<'t>>,
     }
 
-    let mut results: Vec<Option<std::result::Result<Generation, RequestError>>> =
-        vec![None; requests.len()];
+    let matcher =
+        |index: usize| stops.map(|(tokenizer, stops)| StopMatcher::new(tokenizer, stops[index]));
+    let tokenizer_error = |e: prox_tokenizer::Error| Error::Tokenizer {
+        path: stops.map_or_else(Default::default, |(t, _)| t.source().to_path_buf()),
+        reason: crate::load::error_chain(&e),
+    };
+    // A finished sequence's text: what its matcher followed, with what it still held back.
+    let finish = |mut generation: Generation, stop: Option<StopMatcher>| -> Result<Decoded> {
+        let text = match stop {
+            Some(matcher) => {
+                let text = matcher.finish(&generation.ids).map_err(tokenizer_error)?;
+                // Held-back text can complete a stop string only once the ids have ended.
+                if text.matched.is_some() {
+                    generation.finish_reason = FinishReason::Stop;
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        Ok(Ok((generation, text)))
+    };
+
+    let mut results: Vec<Option<Decoded>> = vec![None; requests.len()];
     let mut running = Vec::new();
     for (index, request) in requests.iter().enumerate() {
+        let empty_stop =
+            stops.and_then(|(_, stops)| stops[index].iter().position(String::is_empty));
         match admit(model, request) {
             Err(e) => results[index] = Some(Err(e)),
+            Ok(_) if empty_stop.is_some() => {
+                results[index] = Some(Err(RequestError::EmptyStopString {
+                    index: empty_stop.unwrap_or_default(),
+                }));
+            }
             Ok(_) if request.max_new_tokens == 0 || request.prompt_ids.len() == context => {
                 // Nothing may be generated: no forward pass is needed.
-                results[index] = Some(Ok(Generation {
+                let nothing = Generation {
                     ids: Vec::new(),
                     finish_reason: FinishReason::Length,
                     margins: Vec::new(),
-                }));
+                };
+                results[index] = Some(finish(nothing, matcher(index))?);
             }
             Ok(capacity) => running.push(Running {
                 index,
@@ -170,19 +276,28 @@ pub fn generate(
                     .max_new_tokens
                     .min(context - request.prompt_ids.len()),
                 finish: None,
+                stop: matcher(index),
             }),
         }
     }
 
-    let record = |seq: &mut Running, row: &[f32]| {
+    // vLLM's order: the end-of-sequence token, then the stop strings, then the limit.
+    let record = |seq: &mut Running, row: &[f32]| -> Result<()> {
         let (token, margin) = argmax_with_margin(row);
         seq.margins.push(margin);
         seq.ids.push(token);
-        if eos.contains(&token) {
+        let stopped = match &mut seq.stop {
+            Some(matcher) if !eos.contains(&token) => {
+                matcher.push(&seq.ids).map_err(tokenizer_error)?
+            }
+            _ => false,
+        };
+        if eos.contains(&token) || stopped {
             seq.finish = Some(FinishReason::Stop);
         } else if seq.ids.len() >= seq.limit {
             seq.finish = Some(FinishReason::Length);
         }
+        Ok(())
     };
 
     // Prefill in groups of whole prompts, up to the token budget per call.
@@ -208,7 +323,7 @@ pub fn generate(
         drop(caches);
         let rows = logits.to_vec2::<f32>()?;
         for (seq, row) in group.iter_mut().zip(&rows) {
-            record(seq, row);
+            record(seq, row)?;
         }
         start = end;
     }
@@ -218,11 +333,12 @@ pub fn generate(
         let (active, done): (Vec<Running>, Vec<Running>) =
             running.into_iter().partition(|s| s.finish.is_none());
         for seq in done {
-            results[seq.index] = Some(Ok(Generation {
+            let generation = Generation {
                 ids: seq.ids,
                 finish_reason: seq.finish.unwrap_or(FinishReason::Length),
                 margins: seq.margins,
-            }));
+            };
+            results[seq.index] = Some(finish(generation, seq.stop)?);
         }
         running = active;
         if running.is_empty() {
@@ -238,7 +354,7 @@ pub fn generate(
         drop(caches);
         let rows = logits.to_vec2::<f32>()?;
         for (seq, row) in running.iter_mut().zip(&rows) {
-            record(seq, row);
+            record(seq, row)?;
         }
     }
 

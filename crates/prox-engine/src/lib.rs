@@ -13,7 +13,9 @@
 //!   sequence into preallocated [`KvCache`]s written in place; logits at every position or
 //!   at chosen ones. [`Llama::forward_uncached`] is the differentiable twin.
 //! - [`generate`] decodes greedily over a batch of prompts of different lengths; the
-//!   result of a prompt does not depend on its batch companions.
+//!   result of a prompt does not depend on its batch companions. [`generate_text`] also
+//!   ends each generation at its stop strings, matched on the text as it is decoded
+//!   ([`StopMatcher`]), and returns the text before the first one, as vLLM's `stop` does.
 //!
 //! ```no_run
 //! use prox_engine::{generate, GenerateOptions, LoadOptions, Model, Request};
@@ -38,6 +40,7 @@ pub mod hub;
 mod load;
 mod model;
 pub mod q8;
+mod stop;
 mod weights;
 
 pub use candle_core::quantized::GgmlDType;
@@ -48,7 +51,8 @@ pub use crate::config::{Config, HfConfig, TokenIds};
 pub use crate::device::{parse_device, DeviceSpec, CUDA_BUILD};
 pub use crate::error::{Error, RequestError, Result};
 pub use crate::generate::{
-    argmax_with_margin, generate, FinishReason, GenerateOptions, Generation, Request,
+    argmax_with_margin, generate, generate_text, FinishReason, GenerateOptions, Generation,
+    Request, TextGeneration, TextRequest,
 };
 pub use crate::hub::{hub_cache_dir, resolve_model, resolve_model_in};
 pub use crate::load::{safetensors_files, LoadOptions, Model};
@@ -57,4 +61,5 @@ pub use crate::model::{
     RmsNorm, Rotary,
 };
 pub use crate::q8::Q8Matrix;
+pub use crate::stop::{StopMatcher, StopText};
 pub use crate::weights::SafetensorsWeights;
