@@ -238,8 +238,9 @@ fn hf_name(lit: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}"))
 }
 
-/// The output tensors in the order the reference puts them into its state dict: the
-/// checkpoint's order, each fused attention weight replaced by its q, k and v.
+/// The output tensors in the order `copy_weights_llama` fills its state dict: the checkpoint's
+/// order, each fused attention weight replaced by its q, k and v. (Shards follow transformers'
+/// order instead: see [`hf_order`].)
 fn plan(checkpoint: &Checkpoint, config: &LitConfig) -> Vec<Planned> {
     let head = config.head_size() as usize;
     let e = config.n_embd as usize;
@@ -393,12 +394,49 @@ impl View for LazyTensor<'_, '_> {
     }
 }
 
+/// Where a tensor comes in the state dict of transformers' `LlamaForCausalLM`, which is what
+/// the reference shards (it saves the model it loaded from the converted weights): modules in
+/// the order they are created, attention before MLP before the two norms in each layer.
+fn hf_order(name: &str) -> (u8, u64, u8) {
+    const LAYER: [&str; 9] = [
+        "self_attn.q_proj.weight",
+        "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight",
+        "self_attn.o_proj.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+        "input_layernorm.weight",
+        "post_attention_layernorm.weight",
+    ];
+    match name {
+        "model.embed_tokens.weight" => (0, 0, 0),
+        "model.norm.weight" => (2, 0, 0),
+        "lm_head.weight" => (3, 0, 0),
+        _ => {
+            let layer = name
+                .strip_prefix("model.layers.")
+                .and_then(|rest| rest.split_once('.'));
+            match layer {
+                Some((l, part)) => (
+                    1,
+                    l.parse().unwrap_or(u64::MAX),
+                    LAYER.iter().position(|p| *p == part).unwrap_or(LAYER.len()) as u8,
+                ),
+                None => (4, 0, 0),
+            }
+        }
+    }
+}
+
 /// Groups tensors into shards as transformers' `shard_checkpoint` does: in state dict order, a
 /// new shard whenever the next tensor would take a non-empty one past the limit.
 fn shard(plan: &[Planned], max_bytes: u64) -> Vec<Vec<&Planned>> {
+    let mut ordered: Vec<&Planned> = plan.iter().collect();
+    ordered.sort_by_key(|planned| hf_order(&planned.hf_name));
     let mut shards: Vec<Vec<&Planned>> = vec![Vec::new()];
     let mut size = 0u64;
-    for planned in plan {
+    for planned in ordered {
         let bytes = planned.bytes();
         if size + bytes > max_bytes && shards.last().is_some_and(|s| !s.is_empty()) {
             shards.push(Vec::new());
@@ -558,4 +596,37 @@ fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensors_are_ordered_as_transformers_llama_registers_them() {
+        let mut names = vec![
+            "lm_head.weight",
+            "model.layers.10.input_layernorm.weight",
+            "model.layers.2.post_attention_layernorm.weight",
+            "model.layers.2.mlp.down_proj.weight",
+            "model.norm.weight",
+            "model.layers.2.self_attn.v_proj.weight",
+            "model.layers.2.self_attn.q_proj.weight",
+            "model.embed_tokens.weight",
+        ];
+        names.sort_by_key(|n| hf_order(n));
+        assert_eq!(
+            names,
+            [
+                "model.embed_tokens.weight",
+                "model.layers.2.self_attn.q_proj.weight",
+                "model.layers.2.self_attn.v_proj.weight",
+                "model.layers.2.mlp.down_proj.weight",
+                "model.layers.2.post_attention_layernorm.weight",
+                "model.layers.10.input_layernorm.weight",
+                "model.norm.weight",
+                "lm_head.weight",
+            ]
+        );
+    }
 }

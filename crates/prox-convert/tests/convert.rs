@@ -282,6 +282,36 @@ fn shards_are_cut_as_transformers_cuts_them_and_indexed() {
     let map = index["weight_map"].as_object().unwrap();
     assert_eq!(map.len(), 21);
     assert_eq!(map["model.embed_tokens.weight"], files[0]);
+    // Cut in the order of transformers' LlamaForCausalLM state dict, as the reference's
+    // save_pretrained cuts them: each tensor in the same shard as the one before or the next.
+    let mut hf_order = vec!["model.embed_tokens.weight".to_owned()];
+    for layer in 0..2 {
+        for part in [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+            "input_layernorm",
+            "post_attention_layernorm",
+        ] {
+            hf_order.push(format!("model.layers.{layer}.{part}.weight"));
+        }
+    }
+    hf_order.extend(["model.norm.weight".to_owned(), "lm_head.weight".to_owned()]);
+    let shard_of: Vec<usize> = hf_order
+        .iter()
+        .map(|name| files.iter().position(|f| *f == map[name]).unwrap())
+        .collect();
+    assert!(
+        shard_of
+            .windows(2)
+            .all(|w| w[1] == w[0] || w[1] == w[0] + 1),
+        "{shard_of:?}"
+    );
+    assert_eq!(*shard_of.last().unwrap(), files.len() - 1);
     assert_eq!(index["metadata"]["total_size"], 509_184);
     let text = std::fs::read_to_string(output.join("model.safetensors.index.json")).unwrap();
     assert!(
