@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::apply::ApplyArgs;
+use crate::commands::download::DownloadArgs;
 use crate::commands::convert::ConvertArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::generate::GenerateArgs;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Convert model checkpoints: `litgpt` turns litgpt training checkpoints (one `.pth`, or
     /// a run's folder of them) into Hugging Face Llama folders, as the ProX reference does.
     Convert(ConvertArgs),
+    /// Download a model or dataset repository from the Hugging Face hub into the hub cache
+    /// (or a plain folder), resumable and verified, as `huggingface-cli download` does.
+    Download(DownloadArgs),
 }
 
 #[cfg(test)]

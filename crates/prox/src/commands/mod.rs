@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod convert;
+pub mod download;
 pub mod eval;
 pub mod generate;
 pub mod prompts;
@@ -46,6 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Report(args) => report::run(&args),
         Command::Show(args) => show::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Download(args) => download::run(&args),
     }
 }
 
