@@ -21,6 +21,8 @@ pub const CALL_KINDS: [&str; 4] = ["remove_lines", "normalize", "untouch_doc", "
 /// Counts for the charts, gathered one document at a time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartData {
+    /// How chunk programs are read when their calls are counted.
+    mode: Mode,
     /// Documents per kept-word-ratio bin.
     pub kept_word_ratio: [u64; RATIO_BINS],
     /// Documents without words (no ratio).
@@ -35,8 +37,17 @@ pub struct ChartData {
 }
 
 impl Default for ChartData {
+    /// For programs read in the reference's (faithful) mode.
     fn default() -> Self {
+        Self::new(Mode::Faithful)
+    }
+}
+
+impl ChartData {
+    /// For programs read in `mode`, as the run read them.
+    pub fn new(mode: Mode) -> Self {
         Self {
+            mode,
             kept_word_ratio: [0; RATIO_BINS],
             without_words: 0,
             calls: [[0; CALL_BINS]; CALL_KINDS.len()],
@@ -45,9 +56,7 @@ impl Default for ChartData {
             length_after: [0; LENGTH_BINS],
         }
     }
-}
 
-impl ChartData {
     pub fn add(&mut self, row: &DocumentRow) {
         match row.kept_word_ratio() {
             Some(ratio) => {
@@ -61,7 +70,7 @@ impl ChartData {
         self.length_after[length_bin(row.words_after)] += 1;
         if let Some(program) = &row.chunk_program {
             self.programs += 1;
-            for (kind, count) in calls_by_kind(program).into_iter().enumerate() {
+            for (kind, count) in calls_by_kind(program, self.mode).into_iter().enumerate() {
                 self.calls[kind][count.min(CALL_BINS - 1)] += 1;
             }
         }
@@ -176,10 +185,10 @@ fn length_bin(words: u64) -> usize {
     bits.min(LENGTH_BINS - 1)
 }
 
-/// Calls of each of [`CALL_KINDS`] in a chunk program, read as the faithful executor reads it
+/// Calls of each of [`CALL_KINDS`] in a chunk program, read as the executor reads it in `mode`
 /// (only `remove_lines` and `normalize` lines run; other lines are counted by their text).
-pub fn calls_by_kind(program: &str) -> [usize; CALL_KINDS.len()] {
-    let parsed = prox_program::parse(program, Mode::Faithful);
+pub fn calls_by_kind(program: &str, mode: Mode) -> [usize; CALL_KINDS.len()] {
+    let parsed = prox_program::parse(program, mode);
     let texts: Vec<&str> = program.trim_matches(' ').split('\n').collect();
     let mut counts = [0; CALL_KINDS.len()];
     for line in &parsed.lines {
@@ -291,7 +300,7 @@ mod tests {
         let program =
             "remove_lines(start=0, end=1)\nnormalize(source_str=\"a\", target_str=\"b\")\n\
                        untouch_doc()\n# a comment\n\nremove_lines(all=True)\nprint(1)";
-        assert_eq!(calls_by_kind(program), [2, 1, 1, 1]);
+        assert_eq!(calls_by_kind(program, Mode::Faithful), [2, 1, 1, 1]);
     }
 
     #[test]

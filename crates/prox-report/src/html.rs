@@ -455,7 +455,7 @@ impl DocumentView {
 
 /// Why the document ended as it did, in words; `None` for plain kept documents.
 pub(crate) fn verdict_note(document: &SampledDocument) -> Option<String> {
-    let thresholds = prox_program::Thresholds::default();
+    let thresholds = document.thresholds;
     let row = &document.row;
     let (before, after) = match &document.diff {
         Some(diff) => (diff.outcome.words_before, diff.outcome.words_after),

@@ -16,6 +16,6 @@ pub use error::Error;
 pub use html::{content_security_policy, MAX_LINES_SHOWN};
 pub use prox_run::{Stats, StatsSource};
 pub use report::{Report, ReportOptions, SampledDocument};
-pub use run::{DocumentRow, FailureRow, Found, Item, Outcome, RunFolder, Stage};
+pub use run::{DocumentRow, Execution, FailureRow, Found, Item, Outcome, RunFolder, Stage};
 pub use sample::StratifiedSample;
 pub use terminal::{printable, write_document, write_failure};

@@ -7,7 +7,7 @@ use prox_run::{Stats, StatsSource};
 
 use crate::charts::ChartData;
 use crate::diff::DocumentDiff;
-use crate::run::{DocumentRow, FailureRow, Item, Outcome, RunFolder, Stage};
+use crate::run::{DocumentRow, Execution, FailureRow, Item, Outcome, RunFolder, Stage};
 use crate::sample::StratifiedSample;
 use crate::Error;
 
@@ -43,11 +43,14 @@ pub struct SampledDocument {
     pub diff: Option<DocumentDiff>,
     /// Where re-executing the program disagrees with what the run stored.
     pub disagreements: Vec<String>,
+    /// The thresholds the program was re-executed with (the run's).
+    pub thresholds: prox_program::Thresholds,
 }
 
 impl SampledDocument {
-    /// Re-executes the document's chunk program and checks the result against the row.
-    pub fn new(row: DocumentRow) -> Self {
+    /// Re-executes the document's chunk program as the run did (`execution`) and checks the
+    /// result against the row.
+    pub fn new(row: DocumentRow, execution: &Execution) -> Self {
         let chunk_stage_saw_it = !matches!(
             row.outcome,
             Outcome::Dropped {
@@ -55,12 +58,13 @@ impl SampledDocument {
                 ..
             }
         );
-        let diff = match (row.base_text(), row.chunk_program.as_deref()) {
-            (Some(text), Some(program)) if chunk_stage_saw_it => {
-                Some(DocumentDiff::compute(text, program))
-            }
-            _ => None,
-        };
+        let diff =
+            match (row.base_text(), row.chunk_program.as_deref()) {
+                (Some(text), Some(program)) if chunk_stage_saw_it => Some(
+                    DocumentDiff::compute_with(&execution.executor(), text, program),
+                ),
+                _ => None,
+            };
         let disagreements = diff
             .as_ref()
             .map(|diff| disagreements(&row, diff))
@@ -69,6 +73,7 @@ impl SampledDocument {
             row,
             diff,
             disagreements,
+            thresholds: execution.thresholds,
         }
     }
 }
@@ -134,7 +139,7 @@ impl Report {
     pub fn build(run: &RunFolder, options: ReportOptions) -> Result<Self, Error> {
         let stats = run.stats()?;
         let mut rows_by_outcome = BTreeMap::new();
-        let mut charts = ChartData::default();
+        let mut charts = ChartData::new(run.execution().mode);
         let mut sampler = StratifiedSample::new(options.seed, options.sample);
         let mut problems = Vec::new();
         let mut problems_total = 0;
@@ -171,7 +176,7 @@ impl Report {
         let sample = sampler
             .take(options.sample)
             .into_iter()
-            .map(|(_, row)| SampledDocument::new(row))
+            .map(|(_, row)| SampledDocument::new(row, &run.execution()))
             .collect();
         Ok(Self {
             run_dir: run.root().display().to_string(),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use prox_io::{get_field, Fields, Format, Record};
+use prox_program::{Executor, Mode, Thresholds};
 use prox_run::{RunLayout, Stats, StatsSource, DROPPED, FAILURES, OUTPUT, PARTS};
 use serde_json::Value;
 
@@ -12,6 +13,85 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct RunFolder {
     layout: RunLayout,
+    execution: Execution,
+}
+
+/// How a run executed its chunk programs: the mode and thresholds its `run.json` records
+/// (`refiner`), so that a report re-executes programs as the run did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Execution {
+    pub mode: Mode,
+    pub thresholds: Thresholds,
+}
+
+impl Default for Execution {
+    /// The reference's: faithful parsing and its thresholds, for a folder that records none.
+    fn default() -> Self {
+        Self {
+            mode: Mode::Faithful,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+impl Execution {
+    pub fn executor(&self) -> Executor {
+        Executor::new(self.mode, self.thresholds)
+    }
+
+    /// The settings `run.json` records; a setting it lacks is the reference's, and a folder
+    /// without `run.json` (written by other tools to the contract) runs as the reference.
+    fn of_run(layout: &RunLayout) -> Result<Self, Error> {
+        let path = layout.run_json();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default())
+            }
+            Err(error) => {
+                return Err(Error::RunConfig {
+                    path,
+                    message: error.to_string(),
+                })
+            }
+        };
+        let invalid = |message: String| Error::RunConfig {
+            path: path.clone(),
+            message,
+        };
+        let config: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let refiner = &config["refiner"];
+        let mut execution = Self::default();
+        if let Some(mode) = refiner.get("mode") {
+            let mode = mode
+                .as_str()
+                .ok_or_else(|| invalid(format!("`refiner.mode` is {mode}, not a string")))?;
+            execution.mode = mode.parse().map_err(|e| invalid(format!("{e}")))?;
+        }
+        let number = |key: &str| -> Result<Option<f64>, Error> {
+            match refiner.get(key) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| invalid(format!("`refiner.{key}` is {value}, not a number"))),
+            }
+        };
+        let count = |key: &str| -> Result<Option<usize>, Error> {
+            match refiner.get(key) {
+                None => Ok(None),
+                Some(value) => value.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                    invalid(format!("`refiner.{key}` is {value}, not a whole number"))
+                }),
+            }
+        };
+        let t = &mut execution.thresholds;
+        t.threshold_1 = number("threshold_1")?.unwrap_or(t.threshold_1);
+        t.threshold_2 = number("threshold_2")?.unwrap_or(t.threshold_2);
+        t.error_op = count("error_op")?.unwrap_or(t.error_op);
+        t.min_words = count("min_words")?.unwrap_or(t.min_words);
+        Ok(execution)
+    }
 }
 
 /// The stage a document was dropped at.
@@ -260,7 +340,13 @@ impl RunFolder {
                 path: root.to_owned(),
             });
         }
-        Ok(Self { layout })
+        let execution = Execution::of_run(&layout)?;
+        Ok(Self { layout, execution })
+    }
+
+    /// The mode and thresholds the run executed its programs with.
+    pub fn execution(&self) -> Execution {
+        self.execution
     }
 
     pub fn root(&self) -> &Path {

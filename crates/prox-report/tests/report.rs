@@ -6,8 +6,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use prox_program::{Executor, Mode, Thresholds};
 use prox_report::{Found, Outcome, Report, ReportOptions, RunFolder, SampledDocument};
-use support::{mixed_docs, stats_for, write_failures, write_run, PartFormat};
+use support::{doc, mixed_docs, stats_for, write_failures, write_run, write_run_with, PartFormat};
 
 fn mixed_run(format: PartFormat) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +92,7 @@ fn the_diff_shows_removed_lines_and_replacements_in_place() {
         panic!("edited-1 not found");
     };
     assert_eq!(row.outcome, Outcome::Modified);
-    let document = SampledDocument::new(*row);
+    let document = SampledDocument::new(*row, &run.execution());
     let diff = document.diff.as_ref().unwrap();
     let removed: Vec<_> = diff.lines.iter().map(|line| line.removed_by).collect();
     assert_eq!(removed, [Some(1), None, None, Some(3)]);
@@ -112,7 +113,7 @@ fn a_document_dropped_by_the_document_stage_shows_its_input_and_program() {
     let Some(Found::Document(row)) = run.find("spam-0").unwrap() else {
         panic!("spam-0 not found");
     };
-    let document = SampledDocument::new(*row);
+    let document = SampledDocument::new(*row, &run.execution());
     assert!(document.diff.is_none());
     assert!(document.row.shown_text().starts_with("BUY NOW"));
     assert_eq!(document.row.doc_program.as_deref(), Some("drop_doc()"));
@@ -345,4 +346,94 @@ fn a_folder_that_is_not_a_run_is_an_error_naming_it() {
     assert!(error
         .to_string()
         .contains(&dir.path().display().to_string()));
+}
+
+/// A run made with other settings than the reference's: the report re-executes its programs
+/// with the mode and thresholds its run.json records, so it finds no disagreement, explains
+/// drops with the run's numbers, and counts calls as the run's mode reads them.
+#[test]
+fn a_report_re_executes_programs_with_the_runs_recorded_settings() {
+    let thresholds = Thresholds {
+        threshold_2: 0.5,
+        min_words: 3,
+        ..Thresholds::default()
+    };
+    let executor = Executor::new(Mode::Strict, thresholds);
+    // Five words: kept with min_words 3, dropped (few_words) with the reference's 10.
+    let short = doc(
+        "short",
+        "one two three four five",
+        "keep_doc()",
+        "untouch_doc()",
+    );
+    // Four of six lines removed, a third of the words kept: dropped (low_ratio) with
+    // threshold_2 0.5, kept (modified) with the reference's 0.95.
+    let lines: Vec<String> = (0..6)
+        .map(|i| support::words(&format!("l{i}w"), 4))
+        .collect();
+    let halved = doc(
+        "halved",
+        &lines.join("\n"),
+        "keep_doc()",
+        "remove_lines(start=0, end=3)",
+    );
+    let docs = [short, halved];
+    for format in [PartFormat::Parquet, PartFormat::JsonlGz] {
+        let dir = tempfile::tempdir().unwrap();
+        write_run_with(dir.path(), &docs, format, &executor);
+        std::fs::write(
+            dir.path().join("run.json"),
+            serde_json::json!({"refiner": {"mode": "strict", "threshold_1": 0.0,
+                "threshold_2": 0.5, "error_op": 2, "min_words": 3}})
+            .to_string(),
+        )
+        .unwrap();
+        let run = RunFolder::open(dir.path()).unwrap();
+        assert_eq!(run.execution().mode, Mode::Strict);
+        assert_eq!(run.execution().thresholds, thresholds);
+        let report = Report::build(&run, ReportOptions::default()).unwrap();
+        assert_eq!(report.sample.len(), 2, "{format:?}");
+        for document in &report.sample {
+            assert_eq!(
+                document.disagreements,
+                Vec::<String>::new(),
+                "{format:?} {}",
+                document.row.id
+            );
+        }
+        let Some(Found::Document(row)) = run.find("short").unwrap() else {
+            panic!("short not found");
+        };
+        assert_eq!(row.outcome, Outcome::Unchanged);
+        // With the reference's settings the same row would disagree with its re-execution.
+        let reference = SampledDocument::new(*row, &prox_report::Execution::default());
+        assert!(
+            !reference.disagreements.is_empty(),
+            "the reference's min_words would drop `short`"
+        );
+        let Some(Found::Document(row)) = run.find("halved").unwrap() else {
+            panic!("halved not found");
+        };
+        assert_eq!(row.outcome.key(), "dropped-low_ratio");
+        let mut out = Vec::new();
+        prox_report::write_document(&mut out, &SampledDocument::new(*row, &run.execution()))
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("a ratio of 0.50 or less"), "{out}");
+    }
+}
+
+#[test]
+fn a_run_json_with_a_malformed_setting_is_an_error_naming_it() {
+    let dir = mixed_run(PartFormat::JsonlGz);
+    std::fs::write(
+        dir.path().join("run.json"),
+        r#"{"refiner": {"mode": "loose"}}"#,
+    )
+    .unwrap();
+    let error = RunFolder::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        error.contains("run.json") && error.contains("loose"),
+        "{error}"
+    );
 }

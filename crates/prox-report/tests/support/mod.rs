@@ -37,7 +37,15 @@ pub fn words(prefix: &str, n: usize) -> String {
 /// The row of a document and whether it was dropped, as `prox refine` writes it: flat dotted
 /// `prox.*` columns when `flat`, nested objects otherwise.
 pub fn row(doc: &Doc, flat: bool) -> (Value, bool) {
-    let executor = Executor::new(Mode::Faithful, Thresholds::default());
+    row_with(
+        doc,
+        flat,
+        &Executor::new(Mode::Faithful, Thresholds::default()),
+    )
+}
+
+/// [`row`], for a run that executed programs with `executor`.
+pub fn row_with(doc: &Doc, flat: bool, executor: &Executor) -> (Value, bool) {
     let words = |text: &str| prox_program::count_words(text) as u64;
     if !executor.run_doc(&doc.doc_program).keep {
         let prox = json!({"stage": "doc", "reason": "doc_program",
@@ -100,9 +108,24 @@ pub enum PartFormat {
 
 /// Writes `docs` as one task's parts (`part-00000-00000`) and returns how many were kept.
 pub fn write_run(dir: &Path, docs: &[Doc], format: PartFormat) -> (usize, usize) {
+    write_run_with(
+        dir,
+        docs,
+        format,
+        &Executor::new(Mode::Faithful, Thresholds::default()),
+    )
+}
+
+/// [`write_run`], for a run that executed programs with `executor`.
+pub fn write_run_with(
+    dir: &Path,
+    docs: &[Doc],
+    format: PartFormat,
+    executor: &Executor,
+) -> (usize, usize) {
     let rows: Vec<(Value, bool)> = docs
         .iter()
-        .map(|d| row(d, format == PartFormat::JsonlGz))
+        .map(|d| row_with(d, format == PartFormat::JsonlGz, executor))
         .collect();
     let kept: Vec<&Value> = rows.iter().filter(|(_, d)| !d).map(|(r, _)| r).collect();
     let dropped: Vec<&Value> = rows.iter().filter(|(_, d)| *d).map(|(r, _)| r).collect();

@@ -33,7 +33,7 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<Completion> {
     let mut out = anstream::stdout().lock();
     match found {
         Some(Found::Document(row)) => {
-            prox_report::write_document(&mut out, &SampledDocument::new(*row))
+            prox_report::write_document(&mut out, &SampledDocument::new(*row, &run.execution()))
         }
         Some(Found::Failure(failure)) => prox_report::write_failure(&mut out, &failure),
         None => anyhow::bail!(
