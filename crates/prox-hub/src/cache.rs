@@ -73,12 +73,15 @@ pub fn repo_folder_name(repo_type: RepoType, repo_id: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct CacheRepo {
     dir: PathBuf,
+    locks: PathBuf,
 }
 
 impl CacheRepo {
     pub fn new(cache: &Path, repo_type: RepoType, repo_id: &str) -> Self {
+        let folder = repo_folder_name(repo_type, repo_id);
         CacheRepo {
-            dir: cache.join(repo_folder_name(repo_type, repo_id)),
+            dir: cache.join(&folder),
+            locks: cache.join(".locks").join(folder),
         }
     }
 
@@ -88,6 +91,12 @@ impl CacheRepo {
 
     pub fn blob(&self, etag: &str) -> PathBuf {
         self.dir.join("blobs").join(etag)
+    }
+
+    /// `<cache>/.locks/<repo folder>/<etag>.lock`, where `huggingface_hub` locks the same
+    /// blob: a process of either tool waits while the other writes it.
+    pub fn lock_path(&self, etag: &str) -> PathBuf {
+        self.locks.join(format!("{etag}.lock"))
     }
 
     pub fn snapshot(&self, commit: &str) -> PathBuf {
@@ -205,6 +214,46 @@ impl LocalPaths {
     /// `<path>.<etag>.incomplete` beside the metadata, as `huggingface_hub` names it.
     pub fn incomplete(&self, etag: &str) -> PathBuf {
         self.metadata.with_extension(format!("{etag}.incomplete"))
+    }
+
+    /// `<path>.lock` beside the metadata, as `huggingface_hub` names it.
+    pub fn lock_path(&self) -> PathBuf {
+        self.metadata.with_extension("lock")
+    }
+}
+
+/// An exclusive lock on a file, held until dropped: two downloads of one blob (two tasks of
+/// a Slurm array on one node, or `prox` and `huggingface-cli`) must not append to the same
+/// `.incomplete` file at once.
+pub(crate) struct FileLock {
+    #[cfg(unix)]
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    #[cfg(not(unix))]
+    _file: std::fs::File,
+}
+
+/// Waits for the lock on `path` (created if absent).
+pub(crate) fn lock(path: &Path) -> Result<FileLock> {
+    create_parent(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io(path))?;
+    #[cfg(unix)]
+    {
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, errno)| Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::from(errno),
+            },
+        )?;
+        Ok(FileLock { _lock: lock })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(FileLock { _file: file })
     }
 }
 

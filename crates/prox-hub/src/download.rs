@@ -255,6 +255,8 @@ impl Hub {
         }
         let meta = self.metadata(job, reporter)?;
         let blob = repo.blob(&meta.etag);
+        // Held until the blob is in place; whoever waited for it finds it there.
+        let _lock = cache::lock(&repo.lock_path(&meta.etag))?;
         let outcome = if present(&blob, Some(meta.size)).is_some() {
             Outcome::Linked
         } else {
@@ -283,6 +285,10 @@ impl Hub {
             }
         }
         let meta = self.metadata(job, reporter)?;
+        let _lock = cache::lock(&paths.lock_path())?;
+        // Read again under the lock: another process may have just finished the file.
+        let record = LocalMetadata::read_current(&paths);
+        let on_disk = present(&paths.file, expected);
         if let (Some(record), Some(size)) = (&record, on_disk) {
             if record.etag == meta.etag {
                 LocalMetadata::now(job.commit, &meta.etag).write(&paths)?;

@@ -13,7 +13,10 @@
 //! - verified: the size the hub announced, and for LFS files the sha256 it lists; a file that
 //!   fails is discarded and never appears in a snapshot;
 //! - with the token of `HF_TOKEN` (or `huggingface-cli login`'s file) for gated and private
-//!   repositories, sent to the hub only, and `HF_ENDPOINT` for a mirror.
+//!   repositories, sent to the hub only, and `HF_ENDPOINT` for a mirror;
+//! - safely side by side: a blob being written is locked (`<cache>/.locks/`, where
+//!   `huggingface_hub` locks it too), so that two tasks of a Slurm array on one node, or `prox`
+//!   and `huggingface-cli`, fetch it once between them.
 //!
 //! Progress goes to a [`Reporter`]; the library prints nothing.
 //!
@@ -28,9 +31,7 @@
 //! # Ok::<(), prox_hub::Error>(())
 //! ```
 //!
-//! Not done: several processes downloading the same blob at once are not locked against each
-//! other (`huggingface_hub` takes a file lock); the sha256 check catches what that would spoil
-//! in an LFS file.
+//! Files are fetched one after the other (`huggingface-cli` runs 8 at a time).
 
 mod cache;
 mod download;

@@ -538,3 +538,47 @@ fn a_hub_that_does_not_answer_is_an_error_naming_the_url() {
     assert!(matches!(error, Error::Transport { .. }), "{error:?}");
     assert!(error.to_string().contains(&endpoint), "{error}");
 }
+
+#[test]
+fn concurrent_downloads_into_one_cache_fetch_each_file_once() {
+    let hub = StandInHub::start();
+    let repo = dataset();
+    let commit = hub.add(repo.clone());
+    let cache = tempfile::tempdir().unwrap();
+
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    client(&hub, cache.path(), 0).download(&dataset_request(), &NoReporter)
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().unwrap().unwrap();
+        }
+    });
+
+    let snapshot = repo_dir(cache.path()).join("snapshots").join(commit);
+    let transfers = hub.transfers();
+    let mut mismatches = Vec::new();
+    for file in &repo.files {
+        if std::fs::read(snapshot.join(&file.path)).unwrap() != file.content {
+            mismatches.push(format!("{}: contents differ", file.path));
+        }
+        let key = if file.lfs {
+            file.sha256()
+        } else {
+            file.path.clone()
+        };
+        let times = transfers
+            .iter()
+            .filter(|t| t.target.ends_with(&key))
+            .count();
+        if times != 1 {
+            mismatches.push(format!("{}: transferred {times} times", file.path));
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    assert!(incomplete_files(cache.path()).is_empty());
+}
