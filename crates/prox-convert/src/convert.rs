@@ -168,6 +168,10 @@ fn check_tensors(checkpoint: &Checkpoint, config: &LitConfig) -> Result<()> {
                 "{name}: shape {:?}, {} has {:?}",
                 tensor.shape, config.name, shape
             )),
+            Some(_) if out_dtype(tensor.storage.dtype) != Dtype::F32 => problems.push(format!(
+                "{name}: {:?} elements, not floating point",
+                tensor.storage.dtype
+            )),
             Some(_) => {}
         }
     }
@@ -212,7 +216,45 @@ struct Planned {
 
 impl Planned {
     fn bytes(&self) -> u64 {
-        self.shape.iter().product::<usize>() as u64 * self.tensor.storage.dtype.size() as u64
+        self.shape.iter().product::<usize>() as u64 * self.out_dtype().size() as u64
+    }
+
+    fn out_dtype(&self) -> Dtype {
+        out_dtype(self.tensor.storage.dtype)
+    }
+}
+
+/// The dtype a tensor is written in. The reference loads its converted weights into
+/// transformers' `LlamaForCausalLM` in float32 (`from_pretrained` without `torch_dtype`) and
+/// saves that model, so every float tensor comes out as float32; the widening from f16 and
+/// bf16 is exact.
+fn out_dtype(dtype: Dtype) -> Dtype {
+    match dtype {
+        Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 => Dtype::F32,
+        other => other,
+    }
+}
+
+/// Row-major bytes of `dtype` as float32 bytes (little-endian both).
+fn to_f32(bytes: Vec<u8>, dtype: Dtype) -> Vec<u8> {
+    let widen = |chunk: &[u8]| -> f32 {
+        match dtype {
+            Dtype::F16 => half::f16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
+            Dtype::BF16 => half::bf16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
+            // Round to nearest, ties to even, as torch's .to(torch.float32).
+            _ => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                f64::from_le_bytes(b) as f32
+            }
+        }
+    };
+    match dtype {
+        Dtype::F16 | Dtype::BF16 | Dtype::F64 => bytes
+            .chunks_exact(dtype.size())
+            .flat_map(|chunk| widen(chunk).to_le_bytes())
+            .collect(),
+        _ => bytes,
     }
 }
 
@@ -331,10 +373,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn load(&self, planned: &Planned) -> Result<Vec<u8>> {
+        let dtype = planned.tensor.storage.dtype;
         if planned.part == Part::Whole {
-            return self
+            let bytes = self
                 .checkpoint
-                .read_tensor(&planned.lit_name, &planned.tensor);
+                .read_tensor(&planned.lit_name, &planned.tensor)?;
+            return Ok(to_f32(bytes, dtype));
         }
         let cached = match &*self.fused.borrow() {
             Some((name, bytes)) if *name == planned.lit_name => Some(Rc::clone(bytes)),
@@ -351,8 +395,11 @@ impl Reader<'_> {
                 bytes
             }
         };
-        let row_bytes = self.config.n_embd as usize * planned.tensor.storage.dtype.size();
-        Ok(split_rows(&fused, planned.part, &self.config, row_bytes))
+        let row_bytes = self.config.n_embd as usize * dtype.size();
+        Ok(to_f32(
+            split_rows(&fused, planned.part, &self.config, row_bytes),
+            dtype,
+        ))
     }
 }
 
@@ -363,7 +410,7 @@ struct LazyTensor<'r, 'a> {
 
 impl View for LazyTensor<'_, '_> {
     fn dtype(&self) -> StDtype {
-        st_dtype(self.planned.tensor.storage.dtype)
+        st_dtype(self.planned.out_dtype())
     }
 
     fn shape(&self) -> &[usize] {
@@ -601,6 +648,47 @@ fn copy_tokenizer(from: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_widens_to_the_same_float32_values() {
+        let values = [
+            0.0f32,
+            -1.5,
+            3.140625,
+            65504.0,
+            f32::INFINITY,
+            6.1035156e-5,
+            5.9604645e-8,
+        ];
+        let f16: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let bf16: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        let as_f32 = |bytes: Vec<u8>| -> Vec<f32> {
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let expect = |f: fn(f32) -> f32| -> Vec<f32> { values.iter().map(|&v| f(v)).collect() };
+        assert_eq!(
+            as_f32(to_f32(f16, Dtype::F16)),
+            expect(|v| half::f16::from_f32(v).to_f32())
+        );
+        assert_eq!(
+            as_f32(to_f32(bf16, Dtype::BF16)),
+            expect(|v| half::bf16::from_f32(v).to_f32())
+        );
+        let f64s: Vec<u8> = [0.1f64, -2.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(as_f32(to_f32(f64s, Dtype::F64)), [0.1f32, -2.5]);
+    }
 
     #[test]
     fn tensors_are_ordered_as_transformers_llama_registers_them() {

@@ -498,6 +498,69 @@ fn tokenizer_files_are_copied_and_weights_beside_them_are_not() {
     assert!(tensor_mismatches(&output, &fixture(CONFIGS[0]).join("expected/1B")).is_empty());
 }
 
+/// `lit_model.pth` of a fixture with every storage turned into bfloat16 (the upper half of each
+/// float32), as a bf16-true run would save it.
+fn bf16_copy(source: &Path) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(source).unwrap()).unwrap();
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("/data.pkl") {
+            // The class is named once, by a GLOBAL opcode: `ctorch\nFloatStorage\n`.
+            let (from, to) = (&b"\nFloatStorage\n"[..], &b"\nBFloat16Storage\n"[..]);
+            let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+            bytes.splice(at..at + from.len(), to.iter().copied());
+        } else if name.contains("/data/") {
+            bytes = bytes.chunks_exact(4).flat_map(|c| [c[2], c[3]]).collect();
+        }
+        writer.start_file(name, stored).unwrap();
+        writer.write_all(&bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn bf16_checkpoints_come_out_as_float32_as_the_reference_round_trip_writes_them() {
+    let config = CONFIGS[0];
+    let out = tempfile::tempdir().unwrap();
+    let input = out.path().join("lit_model.pth");
+    std::fs::write(&input, bf16_copy(&fixture(config).join("lit_model.pth"))).unwrap();
+    let options = ConvertOptions {
+        arch: Some(arch_file(config, out.path())),
+        ..ConvertOptions::default()
+    };
+    let output = out.path().join("hf");
+    convert_checkpoint(&input, &output, &options).unwrap();
+
+    let ours = std::fs::read(output.join("model.safetensors")).unwrap();
+    let reference = std::fs::read(fixture(config).join("expected/2B/model.safetensors")).unwrap();
+    let (ours, reference) = (
+        SafeTensors::deserialize(&ours).unwrap(),
+        SafeTensors::deserialize(&reference).unwrap(),
+    );
+    let mut mismatches = Vec::new();
+    for (name, want) in reference.tensors() {
+        let got = ours.tensor(&name).unwrap();
+        assert_eq!(got.dtype(), safetensors::Dtype::F32, "{name}");
+        // float32 with the low 16 bits of the reference's values cleared
+        let truncated: Vec<u8> = want
+            .data()
+            .chunks_exact(4)
+            .flat_map(|c| [0, 0, c[2], c[3]])
+            .collect();
+        if got.data() != truncated.as_slice() {
+            mismatches.push(name);
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
 /// Where an archive entry's bytes start in a checkpoint file.
 fn entry_data_start(bytes: &[u8], suffix: &str) -> u64 {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
