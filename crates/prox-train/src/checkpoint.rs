@@ -81,20 +81,21 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Everything a checkpoint holds, borrowed from the trainer.
-pub struct CheckpointContents<'a> {
+/// Everything a checkpoint holds, borrowed from the trainer; `S` is the trainer's state
+/// (pre-training's [`TrainerState`], or fine-tuning's).
+pub struct CheckpointContents<'a, S: Serialize = TrainerState> {
     pub config_json: &'a serde_json::Value,
     pub names: &'a [String],
     pub shapes: &'a [Vec<usize>],
     pub params: &'a [Vec<f32>],
     pub optimizer: &'a AdamW,
-    pub state: &'a TrainerState,
+    pub state: &'a S,
     /// A folder whose tokenizer files are copied.
     pub tokenizer_from: Option<&'a Path>,
 }
 
 /// Writes a checkpoint into `dir` (replacing one that is there) and returns `dir`.
-pub fn save(dir: &Path, contents: &CheckpointContents) -> Result<PathBuf> {
+pub fn save<S: Serialize>(dir: &Path, contents: &CheckpointContents<S>) -> Result<PathBuf> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(write_error(parent))?;
     let name = dir
@@ -168,7 +169,8 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     read_json(&dir.join(STATE_FILE))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+/// Reads a JSON file into `T`, naming the file in errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,

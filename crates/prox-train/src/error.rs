@@ -70,6 +70,19 @@ pub enum Error {
     /// A tensor computation failed.
     #[error("computation failed")]
     Compute(#[from] candle_core::Error),
+    /// The fine-tuning examples could not be read (a missing file, a read error).
+    #[error(transparent)]
+    Input(#[from] prox_io::Error),
+    /// The tokenizer could not be loaded or failed on a text.
+    #[error("tokenizer {}", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: prox_tokenizer::Error,
+    },
+    /// The fine-tuning examples cannot be trained on as a whole (none left, too few to split).
+    #[error("{}: {reason}", path.display())]
+    Examples { path: PathBuf, reason: String },
     /// Drawing the loss curve failed.
     #[error("cannot draw the loss curve {}: {reason}", path.display())]
     Plot { path: PathBuf, reason: String },

@@ -9,6 +9,10 @@
 //! - [`Trainer`]: gradient accumulation from micro-batch to global batch, validation,
 //!   checkpoints as Hugging Face folders plus optimiser state, and resuming to exactly the
 //!   state of an uninterrupted run; `metrics.jsonl` and `loss.svg` in the output folder.
+//! - [`SftTrainer`] ([`sft`], [`sft_data`]): supervised fine-tuning of a refiner on prompt →
+//!   program examples with the same optimiser, checkpoints and log: loss on the target tokens
+//!   only, examples packed with per-example attention, epochs over a seeded order, a held-out
+//!   split, exact resume.
 //!
 //! ```no_run
 //! use prox_train::{DataSource, ModelInit, Recipe, Silent, TrainOptions, Trainer};
@@ -39,6 +43,8 @@ pub mod model;
 pub mod optim;
 mod rng;
 pub mod schedule;
+pub mod sft;
+pub mod sft_data;
 mod trainer;
 
 pub use crate::data::{DataSource, MixedStream};
@@ -48,6 +54,10 @@ pub use crate::model::{named_config, TrainableModel, NAMED_CONFIGS};
 pub use crate::optim::{AdamW, AdamWConfig};
 pub use crate::rng::Rng;
 pub use crate::schedule::LrSchedule;
+pub use crate::sft::{
+    accumulate_sft_gradients, sft_loss, SftOptions, SftRecipe, SftSummary, SftTrainer,
+};
+pub use crate::sft_data::{LabelledSequence, SftData, SftExample};
 pub use crate::trainer::{
     accumulate_gradients, apply_step, block_loss, ModelInit, Recipe, Reporter, Silent,
     TrainOptions, Trainer,

@@ -149,6 +149,8 @@ pub trait Reporter {
     fn step(&mut self, _metrics: &StepMetrics) {}
     fn validation(&mut self, _step: u64, _loss: f64) {}
     fn checkpoint(&mut self, _step: u64, _dir: &Path) {}
+    /// Fine-tuning finished epoch `epoch` (1-based) at optimiser step `step`.
+    fn epoch(&mut self, _epoch: u64, _step: u64) {}
 }
 
 /// A reporter that ignores everything.
@@ -180,11 +182,7 @@ pub fn accumulate_gradients(
     micro_batches: &[Vec<Vec<u32>>],
 ) -> Result<(f64, Vec<Vec<f32>>)> {
     let scale = 1.0 / micro_batches.len().max(1) as f64;
-    let mut grads: Vec<Vec<f32>> = model
-        .params
-        .iter()
-        .map(|(_, v)| vec![0.0; v.elem_count()])
-        .collect();
+    let mut grads = zero_gradients(model);
     let mut loss_sum = 0.0;
     for blocks in micro_batches {
         let loss = block_loss(model, blocks)?;
@@ -194,17 +192,36 @@ pub fn accumulate_gradients(
         } else {
             loss.affine(scale, 0.0)?
         };
-        let store = scaled.backward()?;
-        for ((_, var), acc) in model.params.iter().zip(&mut grads) {
-            if let Some(g) = store.get(var.as_tensor()) {
-                let g = g.flatten_all()?.to_vec1::<f32>()?;
-                for (a, x) in acc.iter_mut().zip(g) {
-                    *a += x;
-                }
+        add_gradients(model, &scaled, &mut grads)?;
+    }
+    Ok((loss_sum * scale, grads))
+}
+
+/// Zero gradient vectors, one per parameter.
+pub(crate) fn zero_gradients(model: &TrainableModel) -> Vec<Vec<f32>> {
+    model
+        .params
+        .iter()
+        .map(|(_, v)| vec![0.0; v.elem_count()])
+        .collect()
+}
+
+/// Back-propagates `loss` and adds each parameter's gradient to `grads`.
+pub(crate) fn add_gradients(
+    model: &TrainableModel,
+    loss: &Tensor,
+    grads: &mut [Vec<f32>],
+) -> Result<()> {
+    let store = loss.backward()?;
+    for ((_, var), acc) in model.params.iter().zip(grads) {
+        if let Some(g) = store.get(var.as_tensor()) {
+            let g = g.flatten_all()?.to_vec1::<f32>()?;
+            for (a, x) in acc.iter_mut().zip(g) {
+                *a += x;
             }
         }
     }
-    Ok((loss_sum * scale, grads))
+    Ok(())
 }
 
 /// One optimiser step on host copies of the parameters: clip, AdamW, copy back into the
@@ -540,7 +557,7 @@ impl Trainer {
     }
 }
 
-fn names_and_sizes(model: &TrainableModel) -> (Vec<String>, Vec<usize>) {
+pub(crate) fn names_and_sizes(model: &TrainableModel) -> (Vec<String>, Vec<usize>) {
     model
         .params
         .iter()
@@ -549,10 +566,22 @@ fn names_and_sizes(model: &TrainableModel) -> (Vec<String>, Vec<usize>) {
 }
 
 fn describe_mismatch(state: &TrainerState, options: &TrainOptions) -> String {
+    let mut differences = field_differences(&state.recipe, &options.recipe);
+    if state.data != options.data {
+        differences.push("the training data folders or weights".to_owned());
+    }
+    format!(
+        "this run's recipe differs from the checkpoint's ({}); resume with the same settings",
+        differences.join("; ")
+    )
+}
+
+/// The fields of two serialised recipes that differ, as `key: checkpoint A vs now B`.
+pub(crate) fn field_differences<T: Serialize>(saved: &T, now: &T) -> Vec<String> {
     let show = |v: serde_json::Value| v.to_string();
     let mut differences = Vec::new();
-    let saved = serde_json::to_value(&state.recipe).unwrap_or_default();
-    let now = serde_json::to_value(&options.recipe).unwrap_or_default();
+    let saved = serde_json::to_value(saved).unwrap_or_default();
+    let now = serde_json::to_value(now).unwrap_or_default();
     if let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) {
         for (key, value) in saved {
             let other = now.get(key).cloned().unwrap_or_default();
@@ -565,11 +594,5 @@ fn describe_mismatch(state: &TrainerState, options: &TrainOptions) -> String {
             }
         }
     }
-    if state.data != options.data {
-        differences.push("the training data folders or weights".to_owned());
-    }
-    format!(
-        "this run's recipe differs from the checkpoint's ({}); resume with the same settings",
-        differences.join("; ")
-    )
+    differences
 }
