@@ -91,6 +91,10 @@ pub fn convert_checkpoint(
         copy_tokenizer(tokenizer, &temporary)?;
     }
     sync_folder(&temporary)?;
+    if is_complete(output) {
+        // Another conversion into the same folder finished first; ours is dropped.
+        return Ok(Outcome::AlreadyDone);
+    }
     if output.exists() {
         std::fs::remove_dir(output).map_err(io(output))?;
     }
@@ -568,8 +572,9 @@ fn write_weights(
     Ok(names)
 }
 
-/// A fresh hidden folder beside `output` to write into; a leftover of a killed run under the
-/// same name is removed first.
+/// A fresh hidden folder beside `output` to write into, named after this process
+/// (`.NAME.tmp-PID`), so that two conversions into one folder never write into each other's;
+/// leftovers of processes that no longer run (a killed conversion) are removed first.
 fn temporary_dir(output: &Path) -> Result<PathBuf> {
     let name = output.file_name().ok_or_else(|| Error::Output {
         path: output.to_owned(),
@@ -580,13 +585,24 @@ fn temporary_dir(output: &Path) -> Result<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let mut hidden = std::ffi::OsString::from(".");
-    hidden.push(name);
-    hidden.push(".tmp");
-    let temporary = parent.join(hidden);
-    if temporary.exists() {
-        std::fs::remove_dir_all(&temporary).map_err(io(&temporary))?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(parent).map_err(io(parent))? {
+        let entry = entry.map_err(io(parent))?;
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|pid| {
+            pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+        });
+        if !alive || pid == std::process::id().to_string() {
+            std::fs::remove_dir_all(entry.path()).map_err(io(entry.path()))?;
+        }
     }
+    let temporary = parent.join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir(&temporary).map_err(io(&temporary))?;
     Ok(temporary)
 }

@@ -216,6 +216,23 @@ fn a_folder_converts_in_step_order_into_token_named_folders_and_reruns_skip_them
 }
 
 #[test]
+fn the_leftover_of_a_killed_conversion_is_replaced() {
+    let out = tempfile::tempdir().unwrap();
+    // A process id no process has: Linux's pid_max is at most 2^22.
+    let leftover = out.path().join(".1B.tmp-99999999");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("model.safetensors"), "half").unwrap();
+    let input = fixture(CONFIGS[0]).join("iter-002000-ckpt.pth");
+    convert_checkpoint(&input, &out.path().join("1B"), &ConvertOptions::default()).unwrap();
+    let mut listing: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    listing.sort();
+    assert_eq!(listing, ["1B"]);
+}
+
+#[test]
 fn steps_pick_checkpoints_without_renumbering_them_and_a_missing_step_is_an_error() {
     let dir = fixture(CONFIGS[1]);
     let options = SeriesOptions {
