@@ -112,6 +112,7 @@ fn main() -> AnyResult<()> {
                 .collect(),
             prompt_text: String::new(),
             max_tokens: 16,
+            stop: Vec::new(),
         })
         .collect();
     // Warm the connection pool.

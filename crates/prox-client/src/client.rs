@@ -9,7 +9,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::{error_chain, quote_body, retryable_status, ClientError};
 use crate::metrics::{Metrics, Recorder};
-use crate::wire::{CompletionBody, CompletionResponse, ModelList, PromptField};
+use crate::wire::{
+    ChatBody, ChatResponse, CompletionBody, CompletionResponse, ModelList, PromptField,
+};
 
 /// The environment variable read for the API key unless told otherwise.
 pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
@@ -73,11 +75,42 @@ pub struct CompletionRequest {
     pub prompt_ids: Vec<u32>,
     pub prompt_text: String,
     pub max_tokens: usize,
+    /// Stop strings (OpenAI's `stop`): the server ends the completion at the first one and
+    /// leaves it out of the text. Sent only when not empty.
+    pub stop: Vec<String>,
+}
+
+/// One message of a chat conversation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// One chat completion to ask for (`POST /v1/chat/completions`): the server renders the
+/// messages with its model's chat template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: usize,
+    /// As [`CompletionRequest::stop`].
+    pub stop: Vec<String>,
 }
 
 /// A server's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
+    /// `choices[0].text`, or for a chat request `choices[0].message.content`.
     pub text: String,
     /// `stop`, `length`, or what the server said; `unknown` when it said nothing.
     pub finish_reason: String,
@@ -95,6 +128,7 @@ pub struct Client {
 struct Shared {
     http: reqwest::Client,
     completions_url: String,
+    chat_url: String,
     model: String,
     options: ClientOptions,
     slots: Arc<Semaphore>,
@@ -179,6 +213,7 @@ impl Client {
             shared: Arc::new(Shared {
                 http,
                 completions_url: format!("{base}/v1/completions"),
+                chat_url: format!("{base}/v1/chat/completions"),
                 model,
                 options,
                 slots,
@@ -196,17 +231,36 @@ impl Client {
     /// other threads' calls), retrying as the crate documentation says. The results are in
     /// request order, one per request.
     pub fn complete(&self, requests: &[CompletionRequest]) -> Vec<Result<Completion, ClientError>> {
+        self.send_all(requests, Endpoint::Completions, |request| {
+            self.shared.body(request)
+        })
+    }
+
+    /// Sends every chat request to `/v1/chat/completions`, as [`Client::complete`] sends
+    /// completions: bounded, retried, results in request order.
+    pub fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<Completion, ClientError>> {
+        self.send_all(requests, Endpoint::Chat, |request| {
+            self.shared.chat_body(request)
+        })
+    }
+
+    fn send_all<R>(
+        &self,
+        requests: &[R],
+        endpoint: Endpoint,
+        body: impl Fn(&R) -> Bytes,
+    ) -> Vec<Result<Completion, ClientError>> {
         self.runtime.block_on(async {
             let mut tasks = Vec::with_capacity(requests.len());
             for request in requests {
                 // The slot is taken before the task exists, so that however many requests
                 // the caller passes, at most max_in_flight bodies and tasks are alive.
                 let slot = self.shared.slots.clone().acquire_owned().await;
-                let body = self.shared.body(request);
+                let body = body(request);
                 let shared = Arc::clone(&self.shared);
                 tasks.push(tokio::spawn(async move {
                     let _slot = slot.map_err(|e| ClientError::Lost(e.to_string()))?;
-                    shared.send(body).await
+                    shared.send(body, endpoint).await
                 }));
             }
             let mut results = Vec::with_capacity(tasks.len());
@@ -239,17 +293,29 @@ impl Shared {
             prompt,
             max_tokens: request.max_tokens,
             temperature: 0.0,
+            stop: &request.stop,
         };
         // Serializing strings and integers into a Vec cannot fail.
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 
+    fn chat_body(&self, request: &ChatRequest) -> Bytes {
+        let body = ChatBody {
+            model: &self.model,
+            messages: &request.messages,
+            max_tokens: request.max_tokens,
+            temperature: 0.0,
+            stop: &request.stop,
+        };
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
     /// One request through its retries; the metrics record how it ended.
-    async fn send(&self, body: Bytes) -> Result<Completion, ClientError> {
+    async fn send(&self, body: Bytes, endpoint: Endpoint) -> Result<Completion, ClientError> {
         let started = Instant::now();
         let mut retries = 0u32;
         loop {
-            match self.attempt(body.clone()).await {
+            match self.attempt(body.clone(), endpoint).await {
                 Ok(completion) => {
                     self.recorder.success(
                         started.elapsed(),
@@ -299,8 +365,11 @@ impl Shared {
         }
     }
 
-    async fn attempt(&self, body: Bytes) -> Result<Completion, AttemptError> {
-        let url = &self.completions_url;
+    async fn attempt(&self, body: Bytes, endpoint: Endpoint) -> Result<Completion, AttemptError> {
+        let url = match endpoint {
+            Endpoint::Completions => &self.completions_url,
+            Endpoint::Chat => &self.chat_url,
+        };
         let timeout = self.options.request_timeout;
         let response = self
             .http
@@ -336,23 +405,48 @@ impl Shared {
             reason,
             body: quote_body(&bytes),
         };
-        let parsed: CompletionResponse =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
-        let choices = parsed.choices.len();
-        let choice = parsed
-            .choices
+        let (choices, usage) = match endpoint {
+            Endpoint::Completions => {
+                let parsed: CompletionResponse =
+                    serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+                let choices: Vec<(String, Option<String>)> = parsed
+                    .choices
+                    .into_iter()
+                    .map(|c| (c.text, c.finish_reason))
+                    .collect();
+                (choices, parsed.usage)
+            }
+            Endpoint::Chat => {
+                let parsed: ChatResponse =
+                    serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+                let choices: Vec<(String, Option<String>)> = parsed
+                    .choices
+                    .into_iter()
+                    .map(|c| (c.message.content.unwrap_or_default(), c.finish_reason))
+                    .collect();
+                (choices, parsed.usage)
+            }
+        };
+        let count = choices.len();
+        let (text, finish_reason) = choices
             .into_iter()
             .next()
-            .filter(|_| choices == 1)
-            .ok_or_else(|| malformed(format!("{choices} choices, expected 1")))?;
-        let usage = parsed.usage;
+            .filter(|_| count == 1)
+            .ok_or_else(|| malformed(format!("{count} choices, expected 1")))?;
         Ok(Completion {
-            text: choice.text,
-            finish_reason: choice.finish_reason.unwrap_or_else(|| "unknown".to_owned()),
+            text,
+            finish_reason: finish_reason.unwrap_or_else(|| "unknown".to_owned()),
             prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
             completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
         })
     }
+}
+
+/// Which of the two endpoints a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Completions,
+    Chat,
 }
 
 /// A reqwest error as one of ours: timeout, no connection, or a broken one.

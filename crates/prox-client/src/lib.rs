@@ -1,5 +1,5 @@
-//! A client for the `/v1/completions` endpoint of OpenAI-compatible inference servers: vLLM,
-//! SGLang, llama.cpp's server and `prox serve`.
+//! A client for the `/v1/completions` and `/v1/chat/completions` endpoints of
+//! OpenAI-compatible inference servers: vLLM, SGLang, llama.cpp's server and `prox serve`.
 //!
 //! The refine pipeline is synchronous and thread-based, so the API is blocking:
 //! [`Client::connect`] checks the server, [`Client::complete`] sends a slice of requests
@@ -20,7 +20,8 @@
 //! {"model": "<model>", "prompt": [1, 3923, 338], "max_tokens": 512, "temperature": 0.0}
 //! ```
 //!
-//! and nothing else: `prompt` is the token ids ([`PromptFormat::TokenIds`], the default:
+//! (plus `"stop": [...]` when [`CompletionRequest::stop`] is not empty) and nothing else:
+//! `prompt` is the token ids ([`PromptFormat::TokenIds`], the default:
 //! vLLM and SGLang take a list of ints as one pre-tokenized prompt and add no BOS, so the
 //! model sees exactly the ids ProX-rs built) or the text ([`PromptFormat::Text`], for servers
 //! that only take text; the server tokenizes it and usually adds its BOS). `temperature: 0`
@@ -28,6 +29,11 @@
 //! fields read are `choices[0].text`, `choices[0].finish_reason` (`null` or absent reads as
 //! `"unknown"`), and `usage.prompt_tokens` and `usage.completion_tokens` (both optional).
 //! Every other field is ignored.
+//!
+//! [`Client::chat`] sends each [`ChatRequest`] as `POST {endpoint}/v1/chat/completions` with
+//! `{"model", "messages": [{"role", "content"}, …], "max_tokens", "temperature": 0.0}` (and
+//! `stop` when given), and reads `choices[0].message.content` (`null` reads as empty),
+//! `choices[0].finish_reason` and `usage` the same way, into the same [`Completion`].
 //!
 //! With the environment variable named by [`ClientOptions::api_key_env`] set and not empty,
 //! every request carries `Authorization: Bearer <its value>`.
@@ -49,7 +55,8 @@ mod metrics;
 mod wire;
 
 pub use crate::client::{
-    Client, ClientOptions, Completion, CompletionRequest, PromptFormat, DEFAULT_API_KEY_ENV,
+    ChatMessage, ChatRequest, Client, ClientOptions, Completion, CompletionRequest, PromptFormat,
+    DEFAULT_API_KEY_ENV,
 };
 pub use crate::error::ClientError;
 pub use crate::metrics::Metrics;

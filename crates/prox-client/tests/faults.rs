@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use prox_client::{Client, ClientError, ClientOptions, CompletionRequest, PromptFormat};
+use prox_client::{
+    ChatMessage, ChatRequest, Client, ClientError, ClientOptions, CompletionRequest, PromptFormat,
+};
 use serde_json::{json, Value};
 
 /// Serves `router` on a loopback port from a thread of its own.
@@ -67,6 +69,7 @@ fn text_requests(n: usize) -> Vec<CompletionRequest> {
             prompt_ids: vec![1, i as u32],
             prompt_text: format!("p{i}"),
             max_tokens: 4,
+            stop: Vec::new(),
         })
         .collect()
 }
@@ -371,6 +374,7 @@ fn the_request_is_the_documented_one_with_the_api_key() {
         prompt_ids: vec![1, 3923, 338],
         prompt_text: "Hello".to_owned(),
         max_tokens: 7,
+        stop: Vec::new(),
     };
     for format in [PromptFormat::TokenIds, PromptFormat::Text] {
         let client = Client::connect(ClientOptions {
@@ -434,4 +438,55 @@ fn requests_in_flight_never_exceed_the_bound_across_threads() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 3);
     assert_eq!(client.metrics().requests, 36);
+}
+
+#[test]
+fn a_chat_request_is_sent_retried_and_read_like_a_completion() {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let recorded = Arc::clone(&seen);
+    let router = models_route(Router::new()).route(
+        "/v1/chat/completions",
+        post(move |body: bytes::Bytes| {
+            let recorded = Arc::clone(&recorded);
+            async move {
+                let mut recorded = recorded.lock().unwrap();
+                recorded.push(serde_json::from_slice(&body).unwrap());
+                // The first attempt fails as an overloaded server does; the retry succeeds.
+                if recorded.len() == 1 {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                axum::Json(json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"},
+                                 "finish_reason": "stop", "stop_reason": "\n"}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 2},
+                }))
+                .into_response()
+            }
+        }),
+    );
+    let client = Client::connect(options(serve(router))).unwrap();
+    let request = ChatRequest {
+        messages: vec![
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Hello"),
+        ],
+        max_tokens: 5,
+        stop: vec!["\n".to_owned()],
+    };
+    let completion = client.chat(&[request]).remove(0).unwrap();
+    assert_eq!(completion.text, "Hi!");
+    assert_eq!(completion.finish_reason, "stop");
+    assert_eq!(
+        (completion.prompt_tokens, completion.completion_tokens),
+        (Some(9), Some(2))
+    );
+    assert_eq!(client.metrics().retries, 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1],
+        json!({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "Hello"}],
+               "max_tokens": 5, "temperature": 0.0, "stop": ["\n"]})
+    );
 }

@@ -149,22 +149,37 @@ impl JinjaTemplate {
         user: &str,
         tokens: &TemplateTokens,
     ) -> Result<String, Error> {
-        let message = |role: &str, content: &str| {
-            Value::from_pairs([
-                ("role", Value::from(role)),
-                ("content", Value::from(content)),
-            ])
-        };
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = system {
-            messages.push(message("system", system));
+            messages.push(("system", system));
         }
-        messages.push(message("user", user));
+        messages.push(("user", user));
+        self.render_messages(&messages, tokens, true)
+    }
+
+    /// Renders a whole conversation of `(role, content)` messages (a chat completion's
+    /// `messages`), as transformers' `apply_chat_template(messages, tokenize=False,
+    /// add_generation_prompt=…)` does.
+    pub fn render_messages(
+        &self,
+        messages: &[(&str, &str)],
+        tokens: &TemplateTokens,
+        add_generation_prompt: bool,
+    ) -> Result<String, Error> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|(role, content)| {
+                Value::from_pairs([
+                    ("role", Value::from(*role)),
+                    ("content", Value::from(*content)),
+                ])
+            })
+            .collect();
         let context = Value::from_pairs([
             ("messages", Value::from(messages)),
             ("bos_token", Value::from(tokens.bos_token.as_str())),
             ("eos_token", Value::from(tokens.eos_token.as_str())),
-            ("add_generation_prompt", Value::from(true)),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
         ]);
         let template = self
             .env
@@ -388,6 +403,42 @@ mod tests {
         assert_eq!(
             text,
             "{\"a\": [1, \"é<\"], \"b\": null}|[\n  1,\n  {\n    \"k\": 2\n  }\n]"
+        );
+    }
+
+    #[test]
+    fn a_conversation_renders_every_turn_in_order() {
+        let template = JinjaTemplate::new(LLAMA2_CHAT_TEMPLATE).unwrap();
+        let text = template
+            .render_messages(
+                &[
+                    ("system", "sys"),
+                    ("user", "hi"),
+                    ("assistant", "hello"),
+                    ("user", "bye"),
+                ],
+                &tokens(),
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nhi [/INST] hello </s><s>[INST] bye [/INST]"
+        );
+        let chatml = JinjaTemplate::new(
+            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        )
+        .unwrap();
+        let without = chatml
+            .render_messages(&[("user", "x")], &tokens(), false)
+            .unwrap();
+        assert_eq!(without, "<|im_start|>user\nx<|im_end|>\n");
+        let with = chatml
+            .render_messages(&[("user", "x")], &tokens(), true)
+            .unwrap();
+        assert_eq!(
+            with,
+            "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
         );
     }
 

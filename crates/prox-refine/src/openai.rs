@@ -45,6 +45,7 @@ impl Backend for OpenAiBackend {
                     .decode(&request.prompt_ids, false)
                     .unwrap_or_default(),
                 max_tokens: request.max_new_tokens,
+                stop: Vec::new(),
             })
             .collect();
         Ok(self

@@ -6,7 +6,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prox_engine::{GenerateOptions, Generation, Llama, Request, RequestError};
+use prox_engine::{GenerateOptions, Llama, RequestError, TextGeneration, TextRequest};
+use prox_tokenizer::Tokenizer;
 use tokio::sync::oneshot;
 
 use crate::{ServeError, ServeSummary};
@@ -25,11 +26,11 @@ pub(crate) enum SequenceError {
     ShuttingDown,
 }
 
-pub(crate) type SequenceResult = Result<Generation, SequenceError>;
+pub(crate) type SequenceResult = Result<TextGeneration, SequenceError>;
 
 /// One prompt waiting for the engine, and where its answer goes.
 pub(crate) struct Sequence {
-    pub request: Request,
+    pub request: TextRequest,
     pub reply: oneshot::Sender<SequenceResult>,
 }
 
@@ -44,6 +45,7 @@ impl EngineThread {
     /// Starts the thread; it runs until every sender of the returned queue is dropped.
     pub fn start(
         llama: Llama,
+        tokenizer: Arc<Tokenizer>,
         max_queue: usize,
         max_batch: usize,
         batch_wait: Duration,
@@ -55,6 +57,7 @@ impl EngineThread {
             .spawn(move || {
                 Batcher {
                     llama,
+                    tokenizer,
                     receiver,
                     max_batch,
                     batch_wait,
@@ -74,6 +77,8 @@ impl EngineThread {
 
 struct Batcher {
     llama: Llama,
+    /// Follows each sequence's text for its stop strings, and decodes it.
+    tokenizer: Arc<Tokenizer>,
     receiver: Receiver<Job>,
     max_batch: usize,
     batch_wait: Duration,
@@ -137,16 +142,21 @@ impl Batcher {
         if batch.is_empty() {
             return;
         }
-        let requests: Vec<Request> = batch.iter().map(|s| s.request.clone()).collect();
+        let requests: Vec<TextRequest> = batch.iter().map(|s| s.request.clone()).collect();
         let started = Instant::now();
-        let outcome = prox_engine::generate(&self.llama, &requests, &GenerateOptions::default());
+        let outcome = prox_engine::generate_text(
+            &self.llama,
+            &self.tokenizer,
+            &requests,
+            &GenerateOptions::default(),
+        );
         self.summary.batches += 1;
         self.summary.sequences += batch.len() as u64;
         match outcome {
             Ok(results) => {
                 let generated: usize = results
                     .iter()
-                    .map(|r| r.as_ref().map_or(0, |g| g.ids.len()))
+                    .map(|r| r.as_ref().map_or(0, |g| g.generation.ids.len()))
                     .sum();
                 self.summary.generated_tokens += generated as u64;
                 tracing::debug!(

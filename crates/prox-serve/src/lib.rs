@@ -7,13 +7,32 @@
 //! - `POST /v1/completions`: `model` (optional; when given it must be the served name),
 //!   `prompt` (a string, a list of token ids, a list of strings, or a list of lists of token
 //!   ids), `max_tokens` (default 16, as OpenAI's). Decoding is greedy: `temperature` must be
-//!   absent or 0, and what would change greedy output (`stop`, `n` or `best_of` above 1,
-//!   penalties, `logprobs`, `echo`, `suffix`, `stream`) is refused with `400` rather than
+//!   absent or 0, and what would change greedy output (`n` or `best_of` above 1,
+//!   penalties, `logprobs`, `echo`, `suffix`, `stream`, `ignore_eos`) is refused with `400` rather than
 //!   ignored. A text prompt is tokenized as `prox generate` does (special tokens recognised,
 //!   the tokenizer's BOS added); token ids are taken as they are. The answer is OpenAI's
 //!   `text_completion` object, one choice per prompt in order, each with `text` (special
 //!   tokens skipped), `finish_reason` (`stop` or `length`) and `token_ids` (vLLM's name for
 //!   the generated ids), and `usage`.
+//! - `stop` (both endpoints, default none): a string or a list of strings, as vLLM takes it. A generation
+//!   ends at the token that completes the first stop string in its decoded text (special
+//!   tokens skipped; a stop string may span tokens); `text` is what comes before it,
+//!   `finish_reason` is `stop` and `stop_reason` the stop string (`null` when the
+//!   end-of-sequence token or the limit ended it). `token_ids` hold every generated id, those
+//!   of the stop string included, and `usage` counts them. An empty stop string is refused;
+//!   so is vLLM's `include_stop_str_in_output: true`, and `stop_token_ids`. When two stop
+//!   strings complete at the same token, the one that starts first in the text wins (vLLM
+//!   takes the first in the list's order).
+//! - `POST /v1/chat/completions`: `messages` (`role` and `content`, a string or a list of
+//!   `{"type": "text", "text": …}` parts, joined with newlines as vLLM joins them) are
+//!   rendered with the model's chat template (`tokenizer_config.json`'s `chat_template`, or
+//!   the GGUF's `tokenizer.chat_template`) with the generation prompt, tokenized without
+//!   adding a BOS (the template writes its own), and continued greedily with `max_tokens`
+//!   (`max_completion_tokens` too; default 16, as for completions) and `stop`; the same
+//!   parameters are refused, and `tools`, `functions`, `response_format` other than text,
+//!   `logprobs: true` and `top_logprobs` too. The answer is OpenAI's `chat.completion`
+//!   object: `choices[0].message` `{"role": "assistant", "content": …}`, `finish_reason`,
+//!   `stop_reason`, and `usage`. A model without a chat template answers `400`.
 //!
 //! Requests are queued to one engine thread, which batches them dynamically: when a sequence
 //! arrives it waits up to [`ServeOptions::batch_wait`] for more, up to
@@ -37,6 +56,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prox_engine::Model;
+use prox_prompt::{JinjaTemplate, TemplateTokens};
 
 use crate::engine::{EngineThread, Job};
 
@@ -114,7 +134,9 @@ pub struct ServeSummary {
 /// What the HTTP handlers share.
 pub(crate) struct AppState {
     pub options: ServeOptions,
-    pub tokenizer: prox_tokenizer::Tokenizer,
+    pub tokenizer: Arc<prox_tokenizer::Tokenizer>,
+    /// The chat template and the special tokens it may use, or why chat is unavailable.
+    pub chat: Result<(JinjaTemplate, TemplateTokens), String>,
     pub context: usize,
     pub jobs: std::sync::mpsc::SyncSender<Job>,
     pub shutting_down: Arc<AtomicBool>,
@@ -142,11 +164,16 @@ impl Server {
         let Model {
             llama,
             tokenizer,
+            chat_template,
             source,
-            ..
         } = model;
-        let tokenizer =
-            tokenizer.ok_or_else(|| ServeError::NoTokenizer(source.display().to_string()))?;
+        let tokenizer = Arc::new(
+            tokenizer.ok_or_else(|| ServeError::NoTokenizer(source.display().to_string()))?,
+        );
+        let chat = chat_template_of(chat_template, &tokenizer, &source);
+        if let Err(reason) = &chat {
+            tracing::warn!(%reason, "/v1/chat/completions is unavailable");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.http_threads.max(1))
             .thread_name("prox-serve-http")
@@ -163,6 +190,7 @@ impl Server {
         let shutting_down = Arc::new(AtomicBool::new(false));
         let (jobs, engine) = EngineThread::start(
             llama,
+            Arc::clone(&tokenizer),
             options.max_queue,
             options.max_batch,
             options.batch_wait,
@@ -175,6 +203,7 @@ impl Server {
             state: Arc::new(AppState {
                 options,
                 tokenizer,
+                chat,
                 context,
                 jobs,
                 shutting_down,
@@ -223,6 +252,33 @@ impl Server {
         tracing::info!(?summary, "server stopped");
         Ok(summary)
     }
+}
+
+/// The model's chat template, compiled, with the special tokens templates use; or why
+/// there is none.
+fn chat_template_of(
+    source: Option<String>,
+    tokenizer: &prox_tokenizer::Tokenizer,
+    model: &std::path::Path,
+) -> Result<(JinjaTemplate, TemplateTokens), String> {
+    let source = source.ok_or_else(|| {
+        format!(
+            "the model {} has no chat template (neither `chat_template` in its \
+             tokenizer_config.json nor `tokenizer.chat_template` in its GGUF metadata)",
+            model.display()
+        )
+    })?;
+    let template = JinjaTemplate::new(source).map_err(|e| {
+        format!(
+            "the chat template of {} does not compile: {e}",
+            model.display()
+        )
+    })?;
+    let tokens = TemplateTokens {
+        bos_token: tokenizer.bos_token().unwrap_or_default().to_owned(),
+        eos_token: tokenizer.eos_token().unwrap_or_default().to_owned(),
+    };
+    Ok((template, tokens))
 }
 
 /// Completes on SIGTERM or ctrl-c (SIGINT).
