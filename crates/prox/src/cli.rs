@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::annotate::AnnotateArgs;
 use crate::commands::apply::ApplyArgs;
 use crate::commands::download::DownloadArgs;
 use crate::commands::convert::ConvertArgs;
@@ -65,6 +66,10 @@ pub enum Command {
     /// Pre-train a proxy model on packed data with ProX's recipe (AdamW, warm-up + cosine,
     /// clipping, accumulation); checkpoints are Hugging Face folders; `--resume` is exact.
     Train(TrainArgs),
+    /// Label documents with any OpenAI-compatible chat model: SFT examples (the refiner's
+    /// prompt, the program as target) for a document-stage or chunk-stage refiner, with the
+    /// raw answers, rejections by reason and stats; resumable.
+    Annotate(AnnotateArgs),
     /// Score a model zero-shot on the ten tasks ProX reports (ARC, CommonsenseQA, HellaSwag,
     /// MMLU, OpenBookQA, PIQA, SIQA, WinoGrande, SciQ), as ProX's lighteval setup does.
     Eval(EvalArgs),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod annotate;
 pub mod apply;
 pub mod convert;
 pub mod download;
@@ -41,6 +42,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Serve(args) => serve::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Annotate(args) => annotate::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Slurm(args) => slurm::run(&args),
         Command::Status(args) => status::run(&args),
