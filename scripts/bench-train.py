@@ -16,6 +16,8 @@ parser.add_argument("--micro-batch", type=int, default=4)
 parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--peak-gflops", type=float, default=166.0)
+# A fine-tuning step: the loss on the last N tokens of each sequence only (label -100 elsewhere).
+parser.add_argument("--target-len", type=int, default=0)
 args = parser.parse_args()
 
 torch.set_num_threads(args.threads)
@@ -45,10 +47,12 @@ tokens_per_step = args.micro_batch * args.seq_len
 
 def step():
     block = torch.randint(0, config.vocab_size, (args.micro_batch, args.seq_len + 1))
-    inputs, targets = block[:, :-1], block[:, 1:]
+    inputs, targets = block[:, :-1], block[:, 1:].clone()
+    if args.target_len > 0:
+        targets[:, : args.seq_len - args.target_len] = -100
     logits = model(input_ids=inputs).logits
     loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
     )
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -3,6 +3,10 @@
 # step (forward, backward, clipping by total norm, AdamW), float32, on the same cores.
 #
 #   scripts/bench-train.sh [--hidden 256] [--layers 8] [--seq-len 512] [--micro-batch 4] [--steps 5]
+#                          [--target-len T]
+#
+# --target-len T times a fine-tuning step (`prox finetune`'s) instead: the loss on the last T
+# tokens of each sequence only, the rest masked as a prompt (PyTorch: label -100).
 #
 # THREADS (default 2) sets both sides' threads. PyTorch and transformers are installed once
 # into $PROX_BENCH_VENV (default ~/.cache/prox/torch-venv; about 5 GB, as the PyPI torch wheel

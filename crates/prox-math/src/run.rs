@@ -1,10 +1,12 @@
 //! `prox math-eval run`: generate completions for each dataset over a [`Generator`], store them
 //! durably as they finish, grade, and write the harness's output layout.
 //!
-//! Resume: each dataset folder holds `generations.jsonl`, one `{"idx", "output"}` line per
-//! finished sample, appended and synced after every batch. A run skips the samples listed
-//! there, so the same command after a crash (or `kill -9`) loses at most the batch in flight;
-//! a torn last line is dropped.
+//! Resume: each dataset folder holds `generations.jsonl`, one `{"idx", "output", "seconds"}`
+//! line per finished sample, appended and synced after every batch. A run skips the samples
+//! listed there, so the same command after a crash (or `kill -9`) loses at most the batch in
+//! flight; a torn last line is dropped. `seconds` is the sample's share of its batch's
+//! generation time: the metrics' `time_use_in_second` is their sum, the whole generation
+//! time however many runs it took, and a repeated run writes the same files.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -12,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::grade::grade;
@@ -162,10 +164,11 @@ fn run_dataset(
         .filter(|&i| !store.outputs.contains_key(&examples[i].idx))
         .collect();
     reporter.dataset_started(dataset, examples.len(), examples.len() - pending.len());
-    let started = Instant::now();
     for batch in pending.chunks(options.batch_size.max(1)) {
+        let started = Instant::now();
         let batch_prompts: Vec<String> = batch.iter().map(|&i| prompts[i].clone()).collect();
         let completions = generator.complete(&batch_prompts, &options.params);
+        let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
         if completions.len() != batch.len() {
             return Err(Error::Generation {
                 dataset,
@@ -181,7 +184,11 @@ fn run_dataset(
         let mut failure = None;
         for (&i, completion) in batch.iter().zip(completions) {
             match completion {
-                Ok(text) => finished.push((examples[i].idx, text)),
+                Ok(text) => finished.push(Stored {
+                    idx: examples[i].idx,
+                    output: text,
+                    seconds,
+                }),
                 Err(message) => {
                     failure.get_or_insert(Error::Generation {
                         dataset,
@@ -197,11 +204,19 @@ fn run_dataset(
             return Err(error);
         }
     }
+    let time_use: f64 = examples
+        .iter()
+        .filter_map(|e| store.outputs.get(&e.idx))
+        .map(|s| s.seconds)
+        .sum();
     let scored: Vec<Scored> = examples
         .into_iter()
         .zip(&prompts)
         .map(|(example, prompt)| {
-            let output = store.outputs.get(&example.idx).map_or("", String::as_str);
+            let output = store
+                .outputs
+                .get(&example.idx)
+                .map_or("", |s| s.output.as_str());
             let code = extract::code_of(prompt, output);
             let pred = extract::predict(&code, dataset);
             let verdict = grade(pred.as_deref(), &example.gt);
@@ -213,7 +228,7 @@ fn run_dataset(
             }
         })
         .collect();
-    let metrics = Metrics::of(&scored, started.elapsed().as_secs_f64());
+    let metrics = Metrics::of(&scored, time_use);
     let samples: String = scored.iter().map(Scored::to_line).collect();
     write_text(&dir.join(SAMPLES_FILE), &samples)?;
     write_text(&dir.join(METRICS_FILE), &metrics.to_json_text())?;
@@ -277,7 +292,16 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 struct GenerationStore {
     path: PathBuf,
     file: File,
-    outputs: HashMap<i64, String>,
+    outputs: HashMap<i64, Stored>,
+}
+
+/// One finished sample: its completion and its share of its batch's time.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    idx: i64,
+    output: String,
+    #[serde(default)]
+    seconds: f64,
 }
 
 impl GenerationStore {
@@ -298,15 +322,10 @@ impl GenerationStore {
         for (i, line) in lines.iter().enumerate() {
             let is_last = i + 1 == lines.len();
             let complete = line.ends_with(b"\n");
-            let parsed = serde_json::from_slice::<Value>(line).ok().and_then(|v| {
-                Some((
-                    v.get("idx")?.as_i64()?,
-                    v.get("output")?.as_str()?.to_owned(),
-                ))
-            });
+            let parsed = serde_json::from_slice::<Stored>(line).ok();
             match parsed {
-                Some((idx, output)) if complete => {
-                    outputs.insert(idx, output);
+                Some(stored) if complete => {
+                    outputs.insert(stored.idx, stored);
                     good_len += line.len();
                 }
                 // Only the line being written when the process died may be partial.
@@ -343,13 +362,13 @@ impl GenerationStore {
     }
 
     /// Appends finished samples and syncs them to disk.
-    fn append(&mut self, finished: &[(i64, String)]) -> Result<()> {
+    fn append(&mut self, finished: &[Stored]) -> Result<()> {
         if finished.is_empty() {
             return Ok(());
         }
         let mut text = String::new();
-        for (idx, output) in finished {
-            text.push_str(&json!({"idx": idx, "output": output}).to_string());
+        for stored in finished {
+            text.push_str(&serde_json::to_string(stored).expect("a stored sample serializes"));
             text.push('\n');
         }
         let write_error = |source| Error::Write {
@@ -358,8 +377,8 @@ impl GenerationStore {
         };
         self.file.write_all(text.as_bytes()).map_err(write_error)?;
         self.file.sync_data().map_err(write_error)?;
-        for (idx, output) in finished {
-            self.outputs.insert(*idx, output.clone());
+        for stored in finished {
+            self.outputs.insert(stored.idx, stored.clone());
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use crate::commands::download::DownloadArgs;
 use crate::commands::convert::ConvertArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::generate::GenerateArgs;
+use crate::commands::math_eval::MathEvalArgs;
 use crate::commands::prompts::PromptsArgs;
 use crate::commands::refine::RefineArgs;
 use crate::commands::report::ReportArgs;
@@ -73,6 +74,11 @@ pub enum Command {
     /// Score a model zero-shot on the ten tasks ProX reports (ARC, CommonsenseQA, HellaSwag,
     /// MMLU, OpenBookQA, PIQA, SIQA, WinoGrande, SciQ), as ProX's lighteval setup does.
     Eval(EvalArgs),
+    /// ProX's math evaluation, exact to GAIR-NLP's math-evaluation-harness: few-shot chain of
+    /// thought on nine benchmarks (GSM8K, MATH, SVAMP, ASDiv, MAWPS, TabMWP, MathQA,
+    /// MMLU-STEM, SAT), answer extraction and symbolic grading; `prompts` and `grade` need no
+    /// model.
+    MathEval(MathEvalArgs),
     /// Run a refinement on Slurm: `submit` writes and submits a job array (one task per
     /// index) and, on a run submitted before, submits again only the unfinished tasks.
     Slurm(SlurmArgs),

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod download;
 pub mod eval;
 pub mod generate;
+pub mod math_eval;
 pub mod prompts;
 pub mod refine;
 pub mod report;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Train(args) => train::run(&args),
         Command::Annotate(args) => annotate::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::MathEval(args) => math_eval::run(&args),
         Command::Slurm(args) => slurm::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Report(args) => report::run(&args),

@@ -1,0 +1,292 @@
+//! `prox math-eval` end to end: the real binary on the fixture harness, the golden prompts and
+//! answers, bad input, and `run` with the tiny fixture model (a random model: junk answers,
+//! but the whole pipeline), resumed.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use prox_test::{fixture, read_jsonl};
+use serde_json::Value;
+
+const AVAILABLE: &str = "gsm8k,minerva_math,svamp,asdiv,mawps,mathqa,mmlu_stem,sat_math";
+const SAMPLES: &str = "test_cot_-1_seed0_t0.0_s0_e-1.jsonl";
+const METRICS: &str = "test_cot_-1_seed0_t0.0_s0_e-1_cot_metrics.json";
+
+fn prox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prox"))
+        .args(args)
+        .env("PROX_LOG", "warn")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the prox binary runs")
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn rows(path: &Path) -> Vec<Value> {
+    text(path)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn harness() -> String {
+    fixture("math-eval/harness").display().to_string()
+}
+
+fn key(row: &Value) -> (String, i64) {
+    (
+        row["dataset"].as_str().unwrap().to_owned(),
+        row["idx"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn prompts_reproduces_every_golden_prompt_and_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("prompts.jsonl");
+    let output = prox(&[
+        "math-eval",
+        "prompts",
+        "--data",
+        &harness(),
+        "--output",
+        out.to_str().unwrap(),
+        "--tasks",
+        AVAILABLE,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours: HashMap<(String, i64), Value> =
+        rows(&out).into_iter().map(|r| (key(&r), r)).collect();
+    assert_eq!(
+        ours.len(),
+        1319 + 500 + 1000 + 2215 + 2065 + 1000 + 3018 + 32
+    );
+    let mut mismatches = Vec::new();
+    for (line, want) in read_jsonl(fixture("math-eval/prompts.jsonl")) {
+        let Some(row) = ours.get(&key(&want)) else {
+            mismatches.push(format!("line {line}: {:?} missing", key(&want)));
+            continue;
+        };
+        let fields: Vec<&String> = row.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["dataset", "idx", "prompt", "gt_cot", "gt"]);
+        for field in ["prompt", "gt_cot", "gt"] {
+            if row[field] != want[field] {
+                mismatches.push(format!("line {line}: {:?} {field} differs", key(&want)));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn grade_reproduces_every_golden_prediction_and_score_and_keeps_other_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("graded.jsonl");
+    let golden = fixture("math-eval/answers.jsonl");
+    let output = prox(&[
+        "math-eval",
+        "grade",
+        "--input",
+        golden.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours = rows(&out);
+    let want = read_jsonl(&golden);
+    assert_eq!(ours.len(), want.len());
+    let mut mismatches = Vec::new();
+    for (row, (line, want)) in ours.iter().zip(&want) {
+        assert_eq!(
+            row["recorded_pred"], want["recorded_pred"],
+            "other fields are kept"
+        );
+        if row["pred"] != want["pred"] || row["score"] != want["score"] {
+            mismatches.push(format!(
+                "line {line}: {} {} != {} {}",
+                row["pred"], row["score"], want["pred"], want["score"]
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    // A per-dataset summary on stdout.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("gsm8k\t120\t")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn grade_takes_a_given_prediction_and_reports_rows_it_cannot_grade() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &input,
+        "{\"dataset\": \"minerva_math\", \"idx\": 1, \"pred\": \"0.5\", \"gt\": \"\\\\frac{1}{2}\"}\n\
+         {\"dataset\": \"gsm9k\", \"idx\": 2, \"output\": \"The answer is 3.\", \"gt\": \"3\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("graded.jsonl");
+    let output = prox(&[
+        "math-eval",
+        "grade",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let graded = rows(&out);
+    assert_eq!(graded.len(), 1);
+    assert_eq!(graded[0]["score"], Value::Bool(true));
+    let failures = rows(&dir.path().join("graded.failures.jsonl"));
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["line"], 2);
+    assert!(
+        failures[0]["error"].as_str().unwrap().contains("gsm9k"),
+        "{}",
+        failures[0]
+    );
+}
+
+#[test]
+fn a_missing_harness_or_an_unknown_task_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.jsonl");
+    let missing = dir.path().join("no-harness");
+    let output = prox(&[
+        "math-eval",
+        "prompts",
+        "--data",
+        missing.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--tasks",
+        "gsm8k",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no-harness") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+
+    let output = prox(&[
+        "math-eval",
+        "prompts",
+        "--data",
+        &harness(),
+        "--output",
+        out.to_str().unwrap(),
+        "--tasks",
+        "gsm8k,math",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown dataset `math`") && stderr.contains("sat_math"),
+        "{stderr}"
+    );
+
+    // TabMWP is asked for by default and absent from the fixture harness.
+    let output = prox(&[
+        "math-eval",
+        "prompts",
+        "--data",
+        &harness(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("data/tabmwp/test.jsonl"), "{stderr}");
+    assert!(!out.exists(), "no partial output");
+}
+
+#[test]
+fn run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let model = fixture("tiny-llama").display().to_string();
+    let args = [
+        "math-eval",
+        "run",
+        "--model",
+        &model,
+        "--data",
+        &harness(),
+        "--output",
+        out.to_str().unwrap(),
+        "--tasks",
+        AVAILABLE,
+        "--max-samples",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "2",
+    ];
+    let first = prox(&args);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        stdout.starts_with("gsm8k       \tminerva_math\t"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().next().unwrap().trim_end().ends_with("avg"),
+        "{stdout}"
+    );
+
+    let mut files = vec![out.join("results.json")];
+    for name in AVAILABLE.split(',') {
+        let samples = rows(&out.join(name).join(SAMPLES));
+        assert_eq!(samples.len(), 2, "{name}");
+        assert!(samples
+            .iter()
+            .all(|s| s["code"].as_array().unwrap().len() == 1));
+        let metrics: Value = serde_json::from_str(&text(&out.join(name).join(METRICS))).unwrap();
+        assert_eq!(metrics["num_samples"], 2, "{name}");
+        files.push(out.join(name).join(SAMPLES));
+        files.push(out.join(name).join(METRICS));
+        files.push(out.join(name).join("generations.jsonl"));
+    }
+    let before: Vec<String> = files.iter().map(|f| text(f)).collect();
+
+    let second = prox(&args);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(second.stdout, first.stdout);
+    let after: Vec<String> = files.iter().map(|f| text(f)).collect();
+    assert_eq!(
+        before, after,
+        "the repeated run generates nothing and writes the same files"
+    );
+}
