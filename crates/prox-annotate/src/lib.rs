@@ -20,13 +20,18 @@
 //! examples, a rejection with its reason, or a failure, and [`Stats`] counts them.
 //!
 //! ```no_run
-//! use prox_annotate::{annotate, AnnotateOptions, ChatOptions, HttpChat, Prompts};
+//! use prox_annotate::{annotate, AnnotateOptions, ClientChat, Prompts};
+//! use prox_client::ClientOptions;
 //! use prox_prompt::{Prompter, Stage};
 //! use prox_tokenizer::Tokenizer;
 //!
 //! let tokenizer = Tokenizer::from_path("models/web-chunk-refining-lm".as_ref())?;
 //! let prompter = Prompter::new(&tokenizer);
-//! let chat = HttpChat::connect(ChatOptions::new("http://127.0.0.1:8000", "llama-3-70b"))?;
+//! let chat = ClientChat::connect(ClientOptions {
+//!     endpoint: "http://127.0.0.1:8000".to_owned(),
+//!     model: Some("llama-3-70b".to_owned()),
+//!     ..ClientOptions::default()
+//! })?;
 //! let options = AnnotateOptions::new(Stage::Chunk, vec!["docs.jsonl".into()], "sft".into());
 //! let stats = annotate(&options, &Prompts::builtin(Stage::Chunk)?, &prompter, &chat)?;
 //! assert!(stats.adds_up());
@@ -41,7 +46,7 @@ mod prompts;
 mod run;
 
 pub use crate::answer::{extract_code_block, parse_score, RejectKind, Rejection, MAX_SCORE};
-pub use crate::chat::{ChatAnswer, ChatError, ChatModel, ChatOptions, ChatRequest, HttpChat};
+pub use crate::chat::{ChatAnswer, ChatError, ChatModel, ChatRequest, ClientChat};
 pub use crate::error::Error;
 pub use crate::label::{
     doc_label, merge_chunk_programs, ChunkLines, ChunkProgram, DocLabel, NoiseAnswer,

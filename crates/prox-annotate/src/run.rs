@@ -25,8 +25,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use prox_io::{Failure, Record};
 use prox_prompt::{Prompter, Stage};
@@ -65,8 +63,6 @@ pub struct AnnotateOptions {
     /// The field naming each document; without it, `file:line`.
     pub id_field: String,
     pub sample: Option<Sample>,
-    /// Requests sent at once.
-    pub max_in_flight: usize,
     /// The most of a chunk's lines its merged program may remove.
     pub max_removal_ratio: f64,
     /// Documents per batch, each batch ending with a checkpoint.
@@ -87,7 +83,6 @@ impl AnnotateOptions {
             text_field: "text".to_owned(),
             id_field: "id".to_owned(),
             sample: None,
-            max_in_flight: 16,
             max_removal_ratio: 0.5,
             checkpoint_every: 64,
             max_tokens: 1024,
@@ -177,9 +172,9 @@ pub fn annotate(
             "the prompts are not the stage's prompts".to_owned(),
         ));
     }
-    if options.max_in_flight == 0 || options.checkpoint_every == 0 {
+    if options.checkpoint_every == 0 {
         return Err(Error::InvalidOptions(
-            "max_in_flight and checkpoint_every must be at least 1".to_owned(),
+            "checkpoint_every must be at least 1".to_owned(),
         ));
     }
     if !(0.0..=1.0).contains(&options.max_removal_ratio) {
@@ -542,7 +537,16 @@ impl Annotator<'_> {
             stats.documents.input += 1;
             planned.push(self.plan(item, &mut requests, out, stats)?);
         }
-        let answers = ask_all(self.chat, &requests, self.options.max_in_flight);
+        let retries_before = self.chat.retries();
+        let answers = self.chat.chat(&requests);
+        if answers.len() != requests.len() {
+            return Err(Error::InvalidOptions(format!(
+                "the annotator answered {} of {} requests",
+                answers.len(),
+                requests.len()
+            )));
+        }
+        stats.requests.retries += self.chat.retries().saturating_sub(retries_before);
         for plan in planned {
             let Planned::Units { id, source, units } = plan else {
                 continue;
@@ -730,7 +734,6 @@ impl Annotator<'_> {
             stats.requests.sent += 1;
             match answer {
                 Ok(answer) => {
-                    stats.requests.retries += u64::from(answer.attempts.saturating_sub(1));
                     stats.requests.cut_short += u64::from(answer.finish_reason == "length");
                     stats.requests.prompt_tokens += answer.prompt_tokens.unwrap_or(0);
                     stats.requests.completion_tokens += answer.completion_tokens.unwrap_or(0);
@@ -739,18 +742,15 @@ impl Annotator<'_> {
                         "template": template.name,
                         "answer": answer.content,
                         "finish_reason": answer.finish_reason,
-                        "attempts": answer.attempts,
                     }))?;
                     contents.push(answer.content.as_str());
                 }
                 Err(error) => {
                     stats.requests.failed += 1;
-                    stats.requests.retries += u64::from(error.attempts.saturating_sub(1));
                     out.answers.write(&json!({
                         "id": unit_id,
                         "template": template.name,
                         "error": error.to_string(),
-                        "attempts": error.attempts,
                     }))?;
                     first_error.get_or_insert_with(|| format!("{}: {error}", template.name));
                 }
@@ -943,33 +943,4 @@ fn document_id(record: &Record, id_field: &str) -> String {
         Some(Value::Number(id)) => id.to_string(),
         _ => record.location.to_string(),
     }
-}
-
-/// Sends every request, `max_in_flight` at a time; one result per request, in order.
-fn ask_all(
-    chat: &dyn ChatModel,
-    requests: &[ChatRequest],
-    max_in_flight: usize,
-) -> Vec<Result<ChatAnswer, ChatError>> {
-    let slots: Vec<OnceLock<Result<ChatAnswer, ChatError>>> =
-        requests.iter().map(|_| OnceLock::new()).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..max_in_flight.min(requests.len()) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(request) = requests.get(index) else {
-                    break;
-                };
-                let _ = slots[index].set(chat.chat(request));
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .expect("every index below the request count is taken by one worker")
-        })
-        .collect()
 }

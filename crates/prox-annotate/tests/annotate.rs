@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use fake_server::{FakeChatServer, Reply};
 use prox_annotate::{
-    annotate, AnnotateOptions, ChatAnswer, ChatError, ChatModel, ChatOptions, ChatRequest,
-    HttpChat, Prompts, Sample, Stats,
+    annotate, AnnotateOptions, ChatAnswer, ChatError, ChatModel, ChatRequest, ClientChat, Prompts,
+    Sample, Stats,
 };
+use prox_client::ClientOptions;
 use prox_prompt::{Prompter, Stage};
 use prox_tokenizer::Tokenizer;
 use serde_json::Value;
@@ -23,12 +24,20 @@ fn tokenizer() -> Tokenizer {
         .unwrap_or_else(|e| panic!("the test tokenizer {}: {e}", path.display()))
 }
 
-fn chat(server: &FakeChatServer) -> HttpChat {
-    let mut options = ChatOptions::new(&server.endpoint, MODEL);
-    options.backoff = Duration::from_millis(5);
-    options.max_backoff = Duration::from_millis(20);
-    options.max_retries = 2;
-    HttpChat::connect(options).expect("the fake server answers /v1/models")
+fn options(server: &FakeChatServer, model: &str) -> ClientOptions {
+    ClientOptions {
+        endpoint: server.endpoint.clone(),
+        model: Some(model.to_owned()),
+        max_in_flight: 4,
+        max_retries: 2,
+        backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        ..ClientOptions::default()
+    }
+}
+
+fn chat(server: &FakeChatServer) -> ClientChat {
+    ClientChat::connect(options(server, MODEL)).expect("the fake server answers /v1/models")
 }
 
 fn rows(path: &Path) -> Vec<Value> {
@@ -238,23 +247,24 @@ struct DiesAt {
 }
 
 impl ChatModel for DiesAt {
-    fn chat(&self, request: &ChatRequest) -> Result<ChatAnswer, ChatError> {
-        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        assert!(n < self.at, "killed");
-        let reply = doc_script(&request.prompt, 1);
-        if reply.status != 200 {
-            return Err(ChatError {
-                message: format!("answered {}", reply.status),
-                attempts: 1,
-            });
-        }
-        Ok(ChatAnswer {
-            content: reply.content,
-            finish_reason: "stop".to_owned(),
-            prompt_tokens: None,
-            completion_tokens: None,
-            attempts: 1,
-        })
+    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<ChatAnswer, ChatError>> {
+        requests
+            .iter()
+            .map(|request| {
+                let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert!(n < self.at, "killed");
+                let reply = doc_script(&request.prompt, 1);
+                if reply.status != 200 {
+                    return Err(ChatError(format!("answered {}", reply.status)));
+                }
+                Ok(ChatAnswer {
+                    content: reply.content,
+                    finish_reason: "stop".to_owned(),
+                    prompt_tokens: None,
+                    completion_tokens: None,
+                })
+            })
+            .collect()
     }
 }
 
@@ -268,7 +278,6 @@ fn a_run_killed_mid_batch_resumes_to_the_same_files_as_a_clean_run() {
     let run = |out: &Path, model: &DiesAt| {
         let mut options = AnnotateOptions::new(Stage::Doc, vec![docs.clone()], out.to_owned());
         options.checkpoint_every = 3;
-        options.max_in_flight = 1;
         annotate(&options, &prompts, &prompter, model)
     };
     let clean = dir.path().join("clean");
@@ -462,8 +471,12 @@ fn chunk_stage_merges_noise_programs_into_examples_of_the_refiners_prompts() {
 #[test]
 fn a_server_that_does_not_serve_the_model_stops_the_run_before_any_work() {
     let server = FakeChatServer::start(MODEL, doc_script);
-    let error = HttpChat::connect(ChatOptions::new(&server.endpoint, "another-model"))
+    let error = ClientChat::connect(options(&server, "another-model"))
         .err()
         .expect("refused");
-    assert!(error.to_string().contains("serves: annotator"), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("another-model") && message.contains(MODEL),
+        "{message}"
+    );
 }

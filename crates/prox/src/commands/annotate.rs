@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use prox_annotate::{annotate, AnnotateOptions, ChatOptions, HttpChat, Prompts, Sample};
+use prox_annotate::{annotate, AnnotateOptions, ClientChat, Prompts, Sample};
+use prox_client::ClientOptions;
 use prox_prompt::{PromptMode, Prompter, Stage};
 use prox_tokenizer::Tokenizer;
 use serde_json::json;
@@ -131,13 +132,16 @@ pub fn run(args: &AnnotateArgs) -> anyhow::Result<Completion> {
     let prompt_mode: PromptMode = args.prompt_mode.into();
     let prompter = Prompter::new(&tokenizer).with_mode(prompt_mode);
 
-    let mut chat_options = ChatOptions::new(&args.endpoint, &args.model);
-    chat_options.api_key = std::env::var(&args.api_key_env)
-        .ok()
-        .filter(|key| !key.is_empty());
-    chat_options.max_retries = args.max_retries;
-    chat_options.request_timeout = Duration::from_secs(args.request_timeout);
-    let chat = HttpChat::connect(chat_options).with_context(|| {
+    let chat_options = ClientOptions {
+        endpoint: args.endpoint.clone(),
+        model: Some(args.model.clone()),
+        api_key_env: args.api_key_env.clone(),
+        max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+        max_retries: args.max_retries,
+        request_timeout: Duration::from_secs(args.request_timeout),
+        ..ClientOptions::default()
+    };
+    let chat = ClientChat::connect(chat_options).with_context(|| {
         format!(
             "cannot use the annotator\nhint: is a server with a /v1/chat/completions endpoint \
              serving `{}` at {}?",
@@ -152,7 +156,6 @@ pub fn run(args: &AnnotateArgs) -> anyhow::Result<Completion> {
         count,
         seed: args.seed,
     });
-    options.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
     options.max_removal_ratio = args.max_removal_ratio;
     options.checkpoint_every = usize::try_from(args.checkpoint_every).unwrap_or(usize::MAX);
     options.max_tokens = args.max_tokens;
