@@ -76,7 +76,7 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<Completion> {
             hub.endpoint()
         )
     })?;
-    reporter.bar.finish_and_clear();
+    reporter.finish();
     tracing::info!(
         files = download.files.len(),
         fetched = download.files_fetched(),
@@ -92,7 +92,8 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<Completion> {
 }
 
 /// A bar of bytes over every selected file on a terminal; log lines otherwise: one per file,
-/// and one every 30 seconds during a long transfer.
+/// and one every 30 seconds during a long transfer. Nothing is drawn until a listing arrives,
+/// so a model found in the cache leaves no trace.
 pub struct DownloadReporter {
     bar: ProgressBar,
     terminal: bool,
@@ -102,11 +103,7 @@ pub struct DownloadReporter {
 
 impl DownloadReporter {
     pub fn new(terminal: bool) -> Self {
-        let bar = if terminal {
-            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = ProgressBar::hidden();
         if let Ok(style) = ProgressStyle::with_template(
             "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
         ) {
@@ -119,6 +116,11 @@ impl DownloadReporter {
             file_bytes: Cell::new(0),
         }
     }
+
+    /// Takes the bar off the terminal.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(30);
@@ -126,6 +128,9 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 impl Reporter for DownloadReporter {
     fn listed(&self, repo_id: &str, commit: &str, files: usize, bytes: u64) {
         self.bar.set_length(bytes);
+        if self.terminal {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
         tracing::info!(files, bytes, commit, "{repo_id}: {files} files selected");
     }
 

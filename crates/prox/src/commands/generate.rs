@@ -1,5 +1,6 @@
 //! `prox generate`: greedy continuations of prompts with the embedded engine.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -144,8 +145,12 @@ pub fn load_model(
     revision: Option<&str>,
     options: &LoadOptions,
 ) -> anyhow::Result<Model> {
-    let path = prox_engine::resolve_model(name, revision)
+    // A hub id not in the cache is downloaded first: a bar on a terminal, log lines otherwise.
+    let reporter =
+        crate::commands::download::DownloadReporter::new(std::io::stderr().is_terminal());
+    let path = prox_engine::hub::resolve_model_reporting(name, revision, &reporter)
         .with_context(|| format!("cannot find the model {name}"))?;
+    reporter.finish();
     let model = Model::load(&path, options)
         .with_context(|| format!("cannot load the model {}", path.display()))?;
     tracing::info!(model = %path.display(), "model loaded");
