@@ -15,6 +15,8 @@
 //!   each followed by a progress checkpoint; a rerun continues from the last checkpoint.
 //! - [`Stats`] (from `prox-run`, which holds the run folder's contract) counts everything, and
 //!   the counts add up.
+//! - [`validate`] measures a refiner on held-out annotated examples: keep/drop F1 of the
+//!   document stage, line-wise F1 of the chunk stage, and the kept-token ratio.
 
 mod backend;
 mod document;
@@ -24,6 +26,7 @@ mod plan;
 mod refiner;
 mod run;
 mod task;
+pub mod validate;
 
 pub use backend::{Backend, EmbeddedBackend, GenRequest, GenResult};
 pub use document::{Document, DocumentSource};
