@@ -582,3 +582,43 @@ fn concurrent_downloads_into_one_cache_fetch_each_file_once() {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     assert!(incomplete_files(cache.path()).is_empty());
 }
+
+#[test]
+fn a_server_that_ignores_the_range_gets_the_file_fetched_again_from_the_start() {
+    let hub = StandInHub::start();
+    let repo = dataset();
+    let commit = hub.add(repo.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let big = repo.get(BIG).unwrap();
+    hub.cut_next(BIG, 100_000);
+    client(&hub, cache.path(), 0)
+        .download(&dataset_request(), &NoReporter)
+        .unwrap_err();
+    hub.ignore_ranges();
+    hub.clear_log();
+
+    let download = client(&hub, cache.path(), 0)
+        .download(&dataset_request(), &NoReporter)
+        .unwrap();
+
+    let pointer = repo_dir(cache.path())
+        .join("snapshots")
+        .join(commit)
+        .join(BIG);
+    assert_eq!(std::fs::read(pointer).unwrap(), big.content);
+    let report = download.files.iter().find(|f| f.file == BIG).unwrap();
+    assert!(
+        matches!(report.outcome, Outcome::Fetched { bytes, .. } if bytes == BIG_LEN as u64),
+        "{report:?}"
+    );
+    let sent: Vec<_> = hub
+        .transfers()
+        .into_iter()
+        .filter(|t| t.target.ends_with(&big.sha256()))
+        .map(|t| (t.range, t.status, t.body_bytes))
+        .collect();
+    assert_eq!(
+        sent,
+        [(Some("bytes=100000-".to_owned()), 200, BIG_LEN as u64)]
+    );
+}

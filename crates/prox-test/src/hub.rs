@@ -16,7 +16,8 @@
 //!   (`RepoNotFound`), an unknown revision or file a 404.
 //!
 //! Faults on demand: [`StandInHub::cut_next`] drops the connection after N body bytes of the
-//! next transfer of a file; [`StandInHub::corrupt`] serves a file with one byte changed. Every
+//! next transfer of a file; [`StandInHub::corrupt`] serves a file with one byte changed;
+//! [`StandInHub::ignore_ranges`] answers every `Range` with the whole file. Every
 //! request is logged ([`StandInHub::requests`]).
 //!
 //! One thread per connection and `Connection: close`: enough for tests, and it keeps every
@@ -193,6 +194,7 @@ struct State {
     /// (file path, bytes): the next transfer of that file stops after so many body bytes.
     cuts: Vec<(String, u64)>,
     corrupt: Vec<String>,
+    ignore_ranges: bool,
 }
 
 /// The stand-in hub; it stops when dropped.
@@ -269,6 +271,11 @@ impl StandInHub {
     /// From now on `file` is served with its middle byte changed (same size).
     pub fn corrupt(&self, file: &str) {
         self.lock().corrupt.push(file.to_owned());
+    }
+
+    /// From now on `Range` headers are ignored and whole files sent, as some servers do.
+    pub fn ignore_ranges(&self) {
+        self.lock().ignore_ranges = true;
     }
 
     /// Every request so far.
@@ -453,7 +460,7 @@ fn route(request: &Request, cdn: SocketAddr, state: &Mutex<State>) -> Response {
             .flat_map(|r| r.files.iter())
             .find(|f| f.lfs && f.sha256() == sha);
         return match found {
-            Some(file) => contents(file, request, &state.corrupt),
+            Some(file) => contents(file, request, &state),
             None => Response::error(404, "EntryNotFound", "no such object"),
         };
     }
@@ -506,7 +513,7 @@ fn route(request: &Request, cdn: SocketAddr, state: &Mutex<State>) -> Response {
             .header("X-Linked-Size", hub_file.content.len().to_string())
             .header("ETag", format!("\"{}\"", hub_file.blob_id()));
     }
-    contents(hub_file, request, &state.corrupt).header("X-Repo-Commit", commit.as_str())
+    contents(hub_file, request, &state).header("X-Repo-Commit", commit.as_str())
 }
 
 fn listing(rest: &str, query: &str, repos: &[HubRepo]) -> Response {
@@ -570,14 +577,18 @@ fn listing(rest: &str, query: &str, repos: &[HubRepo]) -> Response {
 }
 
 /// A file's bytes, honouring `Range: bytes=N-` and `bytes=N-M`.
-fn contents(file: &HubFile, request: &Request, corrupt: &[String]) -> Response {
+fn contents(file: &HubFile, request: &Request, state: &State) -> Response {
     let mut content = file.content.clone();
-    if corrupt.contains(&file.path) && !content.is_empty() {
+    if state.corrupt.contains(&file.path) && !content.is_empty() {
         let middle = content.len() / 2;
         content[middle] ^= 0xff;
     }
     let total = content.len() as u64;
-    let range = request.range.as_deref().and_then(parse_range);
+    let range = request
+        .range
+        .as_deref()
+        .filter(|_| !state.ignore_ranges)
+        .and_then(parse_range);
     let mut response = match range {
         Some((start, end)) if start < total => {
             let end = end.unwrap_or(total - 1).min(total - 1);
