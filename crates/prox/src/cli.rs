@@ -18,6 +18,7 @@ use crate::commands::slurm::SlurmArgs;
 use crate::commands::status::StatusArgs;
 use crate::commands::tokenize::TokenizeArgs;
 use crate::commands::train::TrainArgs;
+use crate::commands::validate::ValidateArgs;
 
 /// ProX-rs refines pre-training corpora the way ProX does: a small language model writes a
 /// program for every document (`drop_doc()`, `remove_lines(start=3, end=7)`,
@@ -58,8 +59,9 @@ pub enum Command {
     /// Greedy continuations of prompts with the embedded engine (a model folder or a
     /// `.gguf` file): generated ids and text, finish reason, token counts.
     Generate(GenerateArgs),
-    /// An OpenAI-compatible server (`/v1/completions`, `/v1/models`, `/health`) over the
-    /// embedded engine, batching concurrent requests, so that many workers share one model.
+    /// An OpenAI-compatible server (`/v1/completions` and `/v1/chat/completions` with `stop`,
+    /// `/v1/models`, `/health`) over the embedded engine, batching concurrent requests, so
+    /// that many workers share one model.
     Serve(ServeArgs),
     /// Pack documents into training data in litgpt's packed format, as the reference's
     /// `prepare_web` does; `--inspect` reads a packed file back.
@@ -71,6 +73,9 @@ pub enum Command {
     /// prompt, the program as target) for a document-stage or chunk-stage refiner, with the
     /// raw answers, rejections by reason and stats; resumable.
     Annotate(AnnotateArgs),
+    /// Measure a refiner on held-out annotated examples: keep/drop F1 (document stage) or
+    /// line-wise F1 over removed lines (chunk stage), and the kept-token ratio.
+    Validate(ValidateArgs),
     /// Score a model zero-shot on the ten tasks ProX reports (ARC, CommonsenseQA, HellaSwag,
     /// MMLU, OpenBookQA, PIQA, SIQA, WinoGrande, SciQ), as ProX's lighteval setup does.
     Eval(EvalArgs),

@@ -16,6 +16,7 @@ pub mod slurm;
 pub mod status;
 pub mod tokenize;
 pub mod train;
+pub mod validate;
 
 use crate::cli::Command;
 
@@ -43,6 +44,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Serve(args) => serve::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Validate(args) => validate::run(&args),
         Command::Annotate(args) => annotate::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::MathEval(args) => math_eval::run(&args),
