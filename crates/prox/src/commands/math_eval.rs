@@ -351,9 +351,8 @@ impl Generator for EngineGenerator {
     }
 }
 
-/// Generation on an OpenAI-compatible server. prox-client sends no `stop` yet, so the server
-/// decodes up to the limit and the text is cut here before the first stop string: the same
-/// text, greedy decoding being deterministic, at the cost of the tokens after it.
+/// Generation on an OpenAI-compatible server, which stops at the stop strings (`stop`); the
+/// text is also cut here before the first one, for servers that ignore `stop`.
 struct ServerGenerator {
     client: prox_client::Client,
 }
@@ -369,6 +368,7 @@ impl Generator for ServerGenerator {
             .map(|prompt| prox_client::CompletionRequest {
                 prompt_text: prompt.clone(),
                 max_tokens: params.max_new_tokens,
+                stop: params.stop.clone(),
                 ..prox_client::CompletionRequest::default()
             })
             .collect();
