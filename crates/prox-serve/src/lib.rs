@@ -172,7 +172,7 @@ impl Server {
         );
         let chat = chat_template_of(chat_template, &tokenizer, &source);
         if let Err(reason) = &chat {
-            tracing::warn!(%reason, "/v1/chat/completions is unavailable");
+            tracing::info!(%reason, "/v1/chat/completions is unavailable");
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.http_threads.max(1))

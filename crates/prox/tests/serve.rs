@@ -384,9 +384,9 @@ fn the_endpoints_answer_as_openai_servers_do_and_refuse_bad_requests() {
             "streaming",
         ),
         (
-            json!({"prompt": "x", "stop": ["\n"]}).to_string(),
+            json!({"prompt": "x", "stop": ["\n", ""]}).to_string(),
             400,
-            "`stop`",
+            "`stop` cannot contain an empty string",
         ),
         (json!({"prompt": "x", "n": 2}).to_string(), 400, "`n`"),
         (
