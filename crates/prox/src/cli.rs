@@ -7,6 +7,7 @@ use crate::commands::apply::ApplyArgs;
 use crate::commands::download::DownloadArgs;
 use crate::commands::convert::ConvertArgs;
 use crate::commands::eval::EvalArgs;
+use crate::commands::finetune::FinetuneArgs;
 use crate::commands::generate::GenerateArgs;
 use crate::commands::math_eval::MathEvalArgs;
 use crate::commands::prompts::PromptsArgs;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Pre-train a proxy model on packed data with ProX's recipe (AdamW, warm-up + cosine,
     /// clipping, accumulation); checkpoints are Hugging Face folders; `--resume` is exact.
     Train(TrainArgs),
+    /// Fine-tune a refiner on prompt -> program examples with the paper's recipe (loss on the
+    /// program tokens only, 3 epochs, batch 64, cosine 1e-5 -> 1e-6); `--resume` is exact.
+    Finetune(FinetuneArgs),
     /// Label documents with any OpenAI-compatible chat model: SFT examples (the refiner's
     /// prompt, the program as target) for a document-stage or chunk-stage refiner, with the
     /// raw answers, rejections by reason and stats; resumable.

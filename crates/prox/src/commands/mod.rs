@@ -5,6 +5,7 @@ pub mod apply;
 pub mod convert;
 pub mod download;
 pub mod eval;
+pub mod finetune;
 pub mod generate;
 pub mod math_eval;
 pub mod prompts;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<Completion> {
         Command::Serve(args) => serve::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Finetune(args) => finetune::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Annotate(args) => annotate::run(&args),
         Command::Eval(args) => eval::run(&args),
