@@ -70,13 +70,13 @@ pub enum Command {
     /// Pre-train a proxy model on packed data with ProX's recipe (AdamW, warm-up + cosine,
     /// clipping, accumulation); checkpoints are Hugging Face folders; `--resume` is exact.
     Train(TrainArgs),
-    /// Fine-tune a refiner on prompt -> program examples with the paper's recipe (loss on the
-    /// program tokens only, 3 epochs, batch 64, cosine 1e-5 -> 1e-6); `--resume` is exact.
-    Finetune(FinetuneArgs),
     /// Label documents with any OpenAI-compatible chat model: SFT examples (the refiner's
     /// prompt, the program as target) for a document-stage or chunk-stage refiner, with the
     /// raw answers, rejections by reason and stats; resumable.
     Annotate(AnnotateArgs),
+    /// Fine-tune a refiner on prompt -> program examples with the paper's recipe (loss on the
+    /// program tokens only, 3 epochs, batch 64, cosine 1e-5 -> 1e-6); `--resume` is exact.
+    Finetune(FinetuneArgs),
     /// Measure a refiner on held-out annotated examples: keep/drop F1 (document stage) or
     /// line-wise F1 over removed lines (chunk stage), and the kept-token ratio.
     Validate(ValidateArgs),
