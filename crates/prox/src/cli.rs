@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::annotate::AnnotateArgs;
 use crate::commands::apply::ApplyArgs;
-use crate::commands::download::DownloadArgs;
 use crate::commands::convert::ConvertArgs;
+use crate::commands::download::DownloadArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::finetune::FinetuneArgs;
 use crate::commands::generate::GenerateArgs;
