@@ -598,6 +598,8 @@ fn factorial(x: Value) -> Value {
         }
     }
     match x.complex() {
+        // sympy: factorial(oo) is oo.
+        Some((z, _)) if z.im == 0.0 && z.re == f64::INFINITY => Value::real(f64::INFINITY),
         Some((z, _)) => match gamma(z + 1.0) {
             Some(g) => Value::approx(g, g.norm()),
             None => Value::Undefined,

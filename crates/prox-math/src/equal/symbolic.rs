@@ -207,6 +207,7 @@ mod tests {
         assert!(equal("35.596748", "11\\sqrt{5}+11"));
         assert!(!equal("35.5", "11\\sqrt{5}+11"));
         assert!(equal("746496", "864^2"));
+        assert!(equal("\\infty", "\\infty!"), "factorial(oo) is oo");
     }
 
     #[test]
