@@ -114,6 +114,19 @@ fn greedy(model: &Model, cases: &[Case], max_new_tokens: usize) -> Vec<prox_engi
         .collect()
 }
 
+/// The logits of the position after `prompt_ids`, from one forward pass.
+fn last_logits(model: &Model, prompt_ids: &[u32]) -> Vec<f32> {
+    let mut cache = KvCache::new(&model.llama, prompt_ids.len()).unwrap();
+    model
+        .llama
+        .forward(&[prompt_ids], &mut [&mut cache], &LogitsAt::Last)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
 /// Steps before the first one whose reference margin is below `tolerance`.
 fn decisive_steps(case: &Case, tolerance: f32) -> usize {
     case.margins
@@ -230,15 +243,7 @@ fn the_first_steps_top_five_logits_match_the_reference() {
         .enumerate()
     {
         let top5 = &raw["first_step_top5"];
-        let mut cache = KvCache::new(&model.llama, case.prompt_ids.len()).unwrap();
-        let logits = model
-            .llama
-            .forward(&[&case.prompt_ids], &mut [&mut cache], &LogitsAt::Last)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let logits = last_logits(model, &case.prompt_ids);
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         for (k, (id, want)) in top5["ids"]
@@ -265,18 +270,10 @@ fn quantized_logits_stay_close_to_the_dequantized_ones() {
     // The quantized kernels also round the activations (to 8 bits): over 30 layers the
     // logits (about 20 to 30 here) move by up to about one unit.
     for case in cases() {
-        let logits = |model: &Model| {
-            let mut cache = KvCache::new(&model.llama, case.prompt_ids.len()).unwrap();
-            model
-                .llama
-                .forward(&[&case.prompt_ids], &mut [&mut cache], &LogitsAt::Last)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        let (q, f) = (logits(quantized()), logits(dequantized()));
+        let (q, f) = (
+            last_logits(quantized(), &case.prompt_ids),
+            last_logits(dequantized(), &case.prompt_ids),
+        );
         let diff = q
             .iter()
             .zip(&f)
