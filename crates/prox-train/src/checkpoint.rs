@@ -46,6 +46,25 @@ pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
     out.join("checkpoints").join(format!("step-{step:08}"))
 }
 
+/// Creates the output folder `out` and returns the checkpoint to resume from: the latest one
+/// when `resume`, none otherwise. A folder that already holds checkpoints is refused unless
+/// resuming, so that a run never writes over another run's checkpoints.
+pub fn prepare_output(out: &Path, resume: bool) -> Result<Option<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_owned(),
+        source,
+    })?;
+    let latest = latest_checkpoint(out)?;
+    if latest.is_some() && !resume {
+        return Err(Error::Options(format!(
+            "{} already holds checkpoints; pass --resume to continue that run, or choose \
+             another output folder",
+            out.display()
+        )));
+    }
+    Ok(latest.filter(|_| resume))
+}
+
 /// The complete checkpoint with the most steps in `out`, if any.
 pub fn latest_checkpoint(out: &Path) -> Result<Option<PathBuf>> {
     let dir = out.join("checkpoints");

@@ -271,19 +271,7 @@ impl SftTrainer {
     /// Refuses to start over a folder that has checkpoints unless resuming.
     pub fn new(options: SftOptions) -> Result<Self> {
         let out = &options.out;
-        std::fs::create_dir_all(out).map_err(|source| Error::Write {
-            path: out.clone(),
-            source,
-        })?;
-        let latest = checkpoint::latest_checkpoint(out)?;
-        if latest.is_some() && !options.resume {
-            return Err(Error::Options(format!(
-                "{} already holds checkpoints; pass --resume to continue that run, or choose \
-                 another output folder",
-                out.display()
-            )));
-        }
-        let resume_from = latest.filter(|_| options.resume);
+        let resume_from = checkpoint::prepare_output(out, options.resume)?;
         let recipe = &options.recipe;
 
         let (model, optimizer, state) = match &resume_from {

@@ -266,19 +266,7 @@ impl Trainer {
     /// resuming. Refuses to start over a folder that has checkpoints unless resuming.
     pub fn new(options: TrainOptions) -> Result<Self> {
         let out = &options.out;
-        std::fs::create_dir_all(out).map_err(|source| Error::Write {
-            path: out.clone(),
-            source,
-        })?;
-        let latest = checkpoint::latest_checkpoint(out)?;
-        if latest.is_some() && !options.resume {
-            return Err(Error::Options(format!(
-                "{} already holds checkpoints; pass --resume to continue that run, or choose \
-                 another output folder",
-                out.display()
-            )));
-        }
-        let resume_from = latest.filter(|_| options.resume);
+        let resume_from = checkpoint::prepare_output(out, options.resume)?;
 
         let (model, optimizer, step, blocks_drawn, tokenizer_from) = match &resume_from {
             Some(dir) => {
