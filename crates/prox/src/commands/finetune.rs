@@ -7,8 +7,8 @@ use anyhow::Context;
 use prox_engine::DeviceSpec;
 use prox_train::{Reporter, SftOptions, SftRecipe, SftTrainer, StepMetrics};
 
-use crate::commands::generate::DEVICE_VALUES;
 use crate::commands::Completion;
+use crate::engine_args::DEVICE_VALUES;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = FINETUNE_AFTER_HELP)]

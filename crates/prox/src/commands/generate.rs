@@ -1,26 +1,20 @@
 //! `prox generate`: greedy continuations of prompts with the embedded engine.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use prox_engine::{DType, DeviceSpec, GenerateOptions, GgmlDType, LoadOptions, Model, Request};
+use prox_engine::{GenerateOptions, Model, Request};
 use prox_io::{Failure, JsonlWriter, Record};
 use serde_json::{json, Value};
 
 use crate::commands::Completion;
+use crate::engine_args::ModelArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = GENERATE_AFTER_HELP)]
 pub struct GenerateArgs {
-    /// A Hugging Face model folder (`config.json` + safetensors), a `.gguf` file, or a hub
-    /// id (`org/name`) already in the local Hugging Face cache.
-    #[arg(long)]
-    pub model: String,
-
-    /// The hub revision (branch, tag or commit) of a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// A JSON-lines file (.jsonl, .jsonl.gz, .jsonl.zst) or a Parquet file; each record has
     /// `prompt` (text) or `prompt_ids` (token ids).
@@ -39,34 +33,7 @@ pub struct GenerateArgs {
     /// Prompts decoded together.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
-
-    /// The compute dtype.
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Quantize the weight matrices when loading (a GGUF file is dequantized, then
-    /// requantized to this type).
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Where the model runs.
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
 }
-
-/// The values of `--device` (shared by the commands that run a model).
-pub const DEVICE_VALUES: &str = "cpu|cuda|cuda:N";
-/// The long help of `--device` (one paragraph: clap wraps it to the terminal).
-pub const DEVICE_HELP: &str = "Where the model runs: `cpu`, `cuda` (the first GPU) or `cuda:N` \
-    (the GPU of index N). CUDA needs a build with `--features cuda` (scripts/check-cuda.sh \
-    builds one) and an NVIDIA driver. On a GPU the projections are cuBLAS products \
-    (`--quantize`: candle's quantized CUDA kernels), and `--dtype bf16` or `f16` halves the \
-    memory of weights and caches.";
 
 const GENERATE_AFTER_HELP: &str = "\
 A `prompt` is tokenized as inference engines do: special tokens written in the text (`<s>`,
@@ -91,75 +58,14 @@ decoding always uses the 8-bit kernel. On a .gguf file it requantizes the dequan
 Exit status: 0 when every record was served, 1 when some went to the failures file, 2 on an
 error that stopped the run.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ComputeDtype {
-    F32,
-    Bf16,
-    /// Half precision: for GPUs (on the CPU it is slower than bf16 and overflows sooner).
-    F16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Quantization {
-    #[value(name = "q8_0")]
-    Q8_0,
-    #[value(name = "q4_k")]
-    Q4K,
-}
-
 /// A record waiting for its batch.
 struct Pending {
     record: Record,
     prompt_ids: Vec<u32>,
 }
 
-/// How the `--dtype`, `--quantize` and `--device` flags load a model (shared by the commands
-/// that run one). Opens the device: an unusable one is an error before any weight is read.
-pub fn load_options(
-    dtype: ComputeDtype,
-    quantize: Option<Quantization>,
-    device: DeviceSpec,
-) -> anyhow::Result<LoadOptions> {
-    let device = device
-        .open()
-        .with_context(|| format!("cannot run the model on --device {device}"))?;
-    Ok(LoadOptions {
-        dtype: match dtype {
-            ComputeDtype::F32 => DType::F32,
-            ComputeDtype::Bf16 => DType::BF16,
-            ComputeDtype::F16 => DType::F16,
-        },
-        quantize: quantize.map(|q| match q {
-            Quantization::Q8_0 => GgmlDType::Q8_0,
-            Quantization::Q4K => GgmlDType::Q4K,
-        }),
-        device,
-        ..LoadOptions::default()
-    })
-}
-
-/// Resolves a model name (a path, or a hub id found in or downloaded to the cache) and loads
-/// it.
-pub fn load_model(
-    name: &str,
-    revision: Option<&str>,
-    options: &LoadOptions,
-) -> anyhow::Result<Model> {
-    // A hub id not in the cache is downloaded first: a bar on a terminal, log lines otherwise.
-    let reporter =
-        crate::commands::download::DownloadReporter::new(std::io::stderr().is_terminal());
-    let path = prox_engine::hub::resolve_model_reporting(name, revision, &reporter)
-        .with_context(|| format!("cannot find the model {name}"))?;
-    reporter.finish();
-    let model = Model::load(&path, options)
-        .with_context(|| format!("cannot load the model {}", path.display()))?;
-    tracing::info!(model = %path.display(), "model loaded");
-    Ok(model)
-}
-
 pub fn run(args: &GenerateArgs) -> anyhow::Result<Completion> {
-    let options = load_options(args.dtype, args.quantize, args.device)?;
-    let model = load_model(&args.model, args.revision.as_deref(), &options)?;
+    let model = args.model.load()?;
 
     let mut output = JsonlWriter::create(&args.output)?;
     let mut failures = JsonlWriter::create(&prox_io::beside(&args.output, "failures.jsonl"))?;

@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prox_engine::{DeviceSpec, GenerateOptions, Model, Request, TextRequest};
+use prox_engine::{GenerateOptions, Model, Request, TextRequest};
 use prox_io::{Failure, JsonlWriter};
 use prox_math::{Dataset, GenerationParams, Generator, Harness, Metrics, Reporter, RunOptions};
 use serde_json::json;
 
-use crate::commands::generate::{
-    load_model, load_options, ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES,
-};
 use crate::commands::Completion;
+use crate::engine_args::ModelArgs;
 
 /// The nine datasets, in the harness's order.
 const ALL_TASKS: &str = "gsm8k,minerva_math,svamp,asdiv,mawps,tabmwp,mathqa,mmlu_stem,sat_math";
@@ -47,14 +45,8 @@ pub enum MathEvalCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct MathRunArgs {
-    /// A Hugging Face Llama folder, a `.gguf` file, or a hub id (`org/name`); with
-    /// `--backend openai`, a name for the results only (the server's model is used).
-    #[arg(long)]
-    pub model: String,
-
-    /// The hub revision (branch, tag or commit) of a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// A checkout of GAIR-NLP/math-evaluation-harness (`data/<name>/test.jsonl`,
     /// `prompts/cot/*.md`).
@@ -82,7 +74,7 @@ pub struct MathRunArgs {
     pub batch_size: u64,
 
     /// The embedded engine, or an OpenAI-compatible server (vLLM, `prox serve`) at
-    /// --endpoint.
+    /// --endpoint; then --model is a name for the results only (the server's model is used).
     #[arg(long, value_enum, default_value_t = BackendKind::Embedded)]
     pub backend: BackendKind,
 
@@ -93,23 +85,6 @@ pub struct MathRunArgs {
     /// --backend openai: the environment variable holding the API key.
     #[arg(long, default_value = prox_client::DEFAULT_API_KEY_ENV)]
     pub api_key_env: String,
-
-    /// Embedded backend: the compute dtype.
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Embedded backend: quantize the weight matrices when loading.
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Embedded backend: where the model runs.
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -250,12 +225,11 @@ fn run_eval(args: &MathRunArgs) -> anyhow::Result<Completion> {
     let harness = Harness::open(&args.data)?;
     let mut generator: Box<dyn Generator> = match args.backend {
         BackendKind::Embedded => {
-            let options = load_options(args.dtype, args.quantize, args.device)?;
-            let model = load_model(&args.model, args.revision.as_deref(), &options)?;
+            let model = args.model.load()?;
             anyhow::ensure!(
                 model.tokenizer.is_some(),
                 "the model {} has no tokenizer; math-eval prompts are text",
-                args.model
+                args.model.model
             );
             Box::new(EngineGenerator { model })
         }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, FromArgMatches};
-use prox_engine::DeviceSpec;
 use prox_program::Mode;
 use prox_prompt::{PromptBudget, PromptMode, Stage};
 use prox_refine::{
@@ -17,8 +16,8 @@ use prox_refine::{
 };
 
 use crate::commands::apply::ThresholdArgs;
-use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
+use crate::engine_args::EngineArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = REFINE_AFTER_HELP)]
@@ -165,22 +164,8 @@ pub struct RefineArgs {
     #[arg(long, default_value_t = 256)]
     pub chunk_max_new_tokens: usize,
 
-    /// Embedded backend: the compute dtype.
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Embedded backend: quantize weight matrices when loading.
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Embedded backend: where the models run.
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
@@ -564,9 +549,7 @@ fn rank_from_environment() -> anyhow::Result<Option<usize>> {
 fn load_backend(model: &str, stage: Stage, args: &RefineArgs) -> anyhow::Result<Arc<dyn Backend>> {
     match args.backend {
         BackendKind::Embedded => {
-            let options =
-                crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?;
-            let loaded = crate::commands::generate::load_model(model, None, &options)?;
+            let loaded = args.engine.load(model, None)?;
             let backend = EmbeddedBackend::new(
                 loaded,
                 usize::try_from(args.engine_batch)?,

@@ -5,23 +5,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
-use prox_engine::DeviceSpec;
 use prox_serve::{ServeOptions, Server};
 
-use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
+use crate::engine_args::ModelArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {
-    /// A Hugging Face model folder (`config.json` + safetensors), a `.gguf` file, or a hub
-    /// id (`org/name`) already in the local Hugging Face cache.
-    #[arg(long)]
-    pub model: String,
-
-    /// The hub revision (branch, tag or commit) of a hub id.
-    #[arg(long)]
-    pub revision: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// The model name `/v1/models` lists and requests may ask for (default: --model as
     /// given).
@@ -55,30 +48,16 @@ pub struct ServeArgs {
     /// The most prompts in one request.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_prompts_per_request: u64,
-
-    /// The compute dtype.
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Quantize the weight matrices when loading.
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Where the model runs.
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
 }
 
 const SERVE_AFTER_HELP: &str = "\
 Endpoints: GET /health, GET /v1/models, POST /v1/completions with `prompt` as text, token
-ids, or a list of either; `max_tokens` (default 16). Decoding is greedy, as `prox generate`:
-`temperature` must be 0 or absent, and parameters that would change greedy output (`stop`,
-`n`, penalties, `logprobs`, `stream`) are refused with 400. Each choice carries `text`,
+ids, or a list of either, and POST /v1/chat/completions with `messages` (rendered with the
+model's chat template, from tokenizer_config.json or the GGUF metadata); `max_tokens`
+(default 16) and `stop` (a string or a list; generation ends before the first one, which is
+not returned). Decoding is greedy, as `prox generate`: `temperature` must be 0 or absent, and
+parameters that would change greedy output (`n`, penalties, `logprobs`, `stream`,
+`stop_token_ids`, tools) are refused with 400. Each completion choice carries `text`,
 `finish_reason` and `token_ids`.
 
 Concurrent requests are batched on one engine thread (up to --max-batch sequences, waiting at
@@ -90,16 +69,14 @@ or ctrl-c it stops accepting, finishes the batch being decoded, answers queued r
 and exits with status 0.";
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<Completion> {
-    let options = crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?;
-    let model =
-        crate::commands::generate::load_model(&args.model, args.revision.as_deref(), &options)?;
+    let model = args.model.load()?;
 
     let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let serve_options = ServeOptions {
         model_name: args
             .served_model_name
             .clone()
-            .unwrap_or_else(|| args.model.clone()),
+            .unwrap_or_else(|| args.model.model.clone()),
         addr: SocketAddr::new(args.host, args.port),
         max_batch: to_usize(args.max_batch),
         batch_wait: Duration::from_millis(args.batch_wait_ms),

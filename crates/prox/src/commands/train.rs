@@ -7,8 +7,8 @@ use prox_engine::DeviceSpec;
 use prox_train::{DataSource, ModelInit, Recipe, Reporter, StepMetrics, TrainOptions, Trainer};
 use serde::Deserialize;
 
-use crate::commands::generate::DEVICE_VALUES;
 use crate::commands::Completion;
+use crate::engine_args::DEVICE_VALUES;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = TRAIN_AFTER_HELP)]

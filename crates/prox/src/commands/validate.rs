@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use prox_engine::DeviceSpec;
 use prox_io::AtomicFile;
 use prox_refine::validate::{validate, Example, ValidateOptions, ValidateStage};
 use prox_refine::{Backend, EmbeddedBackend, OpenAiBackend};
 
-use crate::commands::generate::{ComputeDtype, Quantization, DEVICE_HELP, DEVICE_VALUES};
 use crate::commands::Completion;
+use crate::engine_args::EngineArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = VALIDATE_AFTER_HELP)]
@@ -53,22 +52,8 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
 
-    /// The compute dtype (embedded model).
-    #[arg(long, value_enum, default_value_t = ComputeDtype::F32)]
-    pub dtype: ComputeDtype,
-
-    /// Quantize the weight matrices when loading (embedded model).
-    #[arg(long, value_enum)]
-    pub quantize: Option<Quantization>,
-
-    /// Where the model runs (embedded model).
-    #[arg(
-        long,
-        default_value_t = DeviceSpec::Cpu,
-        value_name = DEVICE_VALUES,
-        long_help = DEVICE_HELP
-    )]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 const VALIDATE_AFTER_HELP: &str = "\
@@ -153,9 +138,7 @@ fn read_examples(args: &ValidateArgs, stage: ValidateStage) -> anyhow::Result<Ve
 fn backend(args: &ValidateArgs) -> anyhow::Result<Arc<dyn Backend>> {
     match (&args.model, &args.endpoint) {
         (Some(model), None) => {
-            let options =
-                crate::commands::generate::load_options(args.dtype, args.quantize, args.device)?;
-            let loaded = crate::commands::generate::load_model(model, None, &options)?;
+            let loaded = args.engine.load(model, None)?;
             let batch = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
             // The document stage scores drop_doc()/keep_doc() after one prefill: the same
             // answers as free decoding, as `prox refine` does.
