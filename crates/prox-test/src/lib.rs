@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod fetched;
+pub mod json;
+pub mod mismatch;
 
 /// The environment variable that overrides where the golden fixtures are.
 pub const FIXTURES_ENV: &str = "PROX_FIXTURES";

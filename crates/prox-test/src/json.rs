@@ -1,0 +1,38 @@
+//! Arrays out of golden JSON values, as the types the code under test returns. A value of
+//! another shape is a broken fixture: the helpers panic, naming the value.
+
+use serde_json::Value;
+
+/// An array of strings.
+pub fn strings(value: &Value) -> Vec<String> {
+    array(value)
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("not a string: {v} in {value}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// An array of token ids.
+pub fn u32s(value: &Value) -> Vec<u32> {
+    array(value).iter().map(|v| whole(v, value)).collect()
+}
+
+/// An array of counts or lengths.
+pub fn usizes(value: &Value) -> Vec<usize> {
+    array(value).iter().map(|v| whole(v, value)).collect()
+}
+
+fn array(value: &Value) -> &[Value] {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+}
+
+fn whole<T: TryFrom<u64>>(v: &Value, array: &Value) -> T {
+    v.as_u64()
+        .and_then(|n| T::try_from(n).ok())
+        .unwrap_or_else(|| panic!("not a whole number in range: {v} in {array}"))
+}
