@@ -4,25 +4,10 @@ use prox_program::{
     parse, Call, ChunkOutcome, DropReason, Executor, LineKind, Mode, Thresholds, Verdict,
 };
 
-/// Six lines of five words: removing one line keeps the document.
-const TEXT: &str = "zero alpha beta gamma delta\n\
-                    one alpha beta gamma delta\n\
-                    two alpha beta gamma delta\n\
-                    three alpha beta gamma delta\n\
-                    four alpha beta gamma delta\n\
-                    five alpha beta gamma delta";
+use crate::harness::{assert_doc_program_drops, run_chunk, without, TEXT};
 
 fn run(program: &str) -> ChunkOutcome {
-    Executor::new(Mode::Faithful, Thresholds::default()).run_chunk(TEXT, program)
-}
-
-fn without(lines: &[usize]) -> String {
-    TEXT.split('\n')
-        .enumerate()
-        .filter(|(i, _)| !lines.contains(i))
-        .map(|(_, line)| line)
-        .collect::<Vec<_>>()
-        .join("\n")
+    run_chunk(Mode::Faithful, TEXT, program)
 }
 
 fn kept(outcome: &ChunkOutcome) -> &str {
@@ -30,6 +15,13 @@ fn kept(outcome: &ChunkOutcome) -> &str {
         Verdict::Kept { text, .. } => text,
         other => panic!("expected the edit to be kept, got {other:?}"),
     }
+}
+
+/// `program` runs without an error and keeps [`TEXT`] as it is.
+fn assert_keeps_the_text_as_is(program: &str) {
+    let outcome = run(program);
+    assert_eq!(kept(&outcome), TEXT, "{program}");
+    assert!(outcome.errors.is_empty(), "{program}");
 }
 
 #[test]
@@ -157,10 +149,9 @@ fn any_line_starting_with_the_name_is_read() {
 
 #[test]
 fn lines_with_leading_whitespace_are_ignored() {
-    let outcome =
-        run("untouch_doc()\n  remove_lines(start=1, end=2)\n\tnormalize(source_str=\"a\")");
-    assert_eq!(kept(&outcome), TEXT);
-    assert!(outcome.errors.is_empty());
+    assert_keeps_the_text_as_is(
+        "untouch_doc()\n  remove_lines(start=1, end=2)\n\tnormalize(source_str=\"a\")",
+    );
 }
 
 #[test]
@@ -225,9 +216,7 @@ fn normalize_with_two_arguments_replaces() {
 
 #[test]
 fn normalize_with_a_comma_in_a_string_is_silently_ignored() {
-    let outcome = run("normalize(source_str=\"alpha, beta\", target_str=\"x\")");
-    assert_eq!(kept(&outcome), TEXT);
-    assert!(outcome.errors.is_empty());
+    assert_keeps_the_text_as_is("normalize(source_str=\"alpha, beta\", target_str=\"x\")");
     let program = parse(
         "normalize(source_str=\"a,b\", target_str=\"x\")",
         Mode::Faithful,
@@ -242,9 +231,7 @@ fn normalize_of_a_blank_source_is_skipped_with_two_arguments_only() {
         "normalize(source_str=\" \", target_str=\"x\")",
         "normalize(source_str=\"\")",
     ] {
-        let outcome = run(program);
-        assert_eq!(kept(&outcome), TEXT, "{program}");
-        assert!(outcome.errors.is_empty(), "{program}");
+        assert_keeps_the_text_as_is(program);
     }
     // With one argument, a single space is deleted everywhere.
     let outcome = run("normalize(source_str=\" \")");
@@ -298,10 +285,9 @@ fn normalizations_apply_in_program_order_on_the_whole_text() {
 
 #[test]
 fn other_lines_are_ignored() {
-    let outcome =
-        run("# remove_lines(start=0, end=5)\n```python\nkeep_chunk()\ndrop_doc()\ngarbage\n```");
-    assert_eq!(kept(&outcome), TEXT);
-    assert!(outcome.errors.is_empty());
+    assert_keeps_the_text_as_is(
+        "# remove_lines(start=0, end=5)\n```python\nkeep_chunk()\ndrop_doc()\ngarbage\n```",
+    );
 }
 
 #[test]
@@ -393,11 +379,7 @@ fn the_document_stage_drops_on_the_substring_drop() {
         "keep_doc() # do not drop",
         "x\nsnowdrop",
     ] {
-        assert_eq!(
-            executor.run_doc(program).verdict("text"),
-            Verdict::Dropped(DropReason::DocProgram),
-            "{program}"
-        );
+        assert_doc_program_drops(&executor, program);
     }
     for program in ["keep_doc()", "Drop_doc()", "DROP", "", "dr\nop"] {
         assert!(executor.run_doc(program).keep, "{program}");

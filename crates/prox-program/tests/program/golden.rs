@@ -87,13 +87,7 @@ fn faithful_mode_matches_every_reference_vector() {
             })
         })
         .collect();
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} vectors differ:\n{}",
-        mismatches.len(),
-        cases.len(),
-        mismatches.join("\n")
-    );
+    prox_test::mismatch::assert_none(&mismatches, cases.len(), "vectors");
 }
 
 #[test]

@@ -5,33 +5,19 @@ use prox_program::{
     parse, Call, ChunkOutcome, DropReason, Executor, LineKind, Mode, Thresholds, Verdict,
 };
 
-/// Six lines of five words: removing one line keeps the document.
-const TEXT: &str = "zero alpha beta gamma delta\n\
-                    one alpha beta gamma delta\n\
-                    two alpha beta gamma delta\n\
-                    three alpha beta gamma delta\n\
-                    four alpha beta gamma delta\n\
-                    five alpha beta gamma delta";
+use crate::harness::{assert_doc_program_drops, run_chunk, without, TEXT};
 
-fn run(mode: Mode, text: &str, program: &str) -> ChunkOutcome {
-    Executor::new(mode, Thresholds::default()).run_chunk(text, program)
+/// The faithful and the strict outcome of one program on `text`.
+fn both_on(text: &str, program: &str) -> (ChunkOutcome, ChunkOutcome) {
+    (
+        run_chunk(Mode::Faithful, text, program),
+        run_chunk(Mode::Strict, text, program),
+    )
 }
 
 /// The faithful and the strict outcome of one program on [`TEXT`].
 fn both(program: &str) -> (ChunkOutcome, ChunkOutcome) {
-    (
-        run(Mode::Faithful, TEXT, program),
-        run(Mode::Strict, TEXT, program),
-    )
-}
-
-fn without(lines: &[usize]) -> String {
-    TEXT.split('\n')
-        .enumerate()
-        .filter(|(i, _)| !lines.contains(i))
-        .map(|(_, line)| line)
-        .collect::<Vec<_>>()
-        .join("\n")
+    both_on(TEXT, program)
 }
 
 fn errors(outcome: &ChunkOutcome) -> usize {
@@ -71,8 +57,7 @@ fn difference_03_argument_names_are_checked() {
 fn difference_04_commas_in_strings_belong_to_the_string() {
     let text = TEXT.replace("one alpha", "one, alpha");
     let program = "normalize(source_str=\"one, alpha\", target_str=\"1\")";
-    let faithful = run(Mode::Faithful, &text, program);
-    let strict = run(Mode::Strict, &text, program);
+    let (faithful, strict) = both_on(&text, program);
     assert_eq!((faithful.verdict.text(), errors(&faithful)), (&*text, 0));
     assert_eq!(strict.verdict.text(), text.replace("one, alpha", "1"));
 }
@@ -81,8 +66,7 @@ fn difference_04_commas_in_strings_belong_to_the_string() {
 fn difference_05_closing_parentheses_in_strings_belong_to_the_string() {
     let text = TEXT.replace("gamma", "(gamma)");
     let program = "normalize(source_str=\"(gamma)\", target_str=\"g\")";
-    let faithful = run(Mode::Faithful, &text, program);
-    let strict = run(Mode::Strict, &text, program);
+    let (faithful, strict) = both_on(&text, program);
     // Faithful reads `source_str="(gamma` alone and deletes `(gamma`.
     assert_eq!(faithful.verdict.text(), text.replace("(gamma", ""));
     assert_eq!(strict.verdict.text(), TEXT.replace("gamma", "g"));
@@ -92,8 +76,7 @@ fn difference_05_closing_parentheses_in_strings_belong_to_the_string() {
 fn difference_06_equals_signs_in_strings_belong_to_the_string() {
     let text = TEXT.replace("beta gamma", "beta=gamma");
     let program = "normalize(source_str=\"beta=gamma\", target_str=\"bg\")";
-    let faithful = run(Mode::Faithful, &text, program);
-    let strict = run(Mode::Strict, &text, program);
+    let (faithful, strict) = both_on(&text, program);
     // Faithful reads the source up to the second `=`: `"beta` → `beta`.
     assert_eq!(faithful.verdict.text(), text.replace("beta", "bg"));
     assert_eq!(strict.verdict.text(), text.replace("beta=gamma", "bg"));
@@ -121,15 +104,13 @@ fn difference_07_single_quotes_and_spaces_around_equals() {
 fn difference_08_escapes_are_interpreted_and_line_breaks_refused() {
     let text = TEXT.replace("beta", "\"beta\"\tb\\x");
     let program = r#"normalize(source_str="\"beta\"\tb\\x", target_str="\u00df")"#;
-    let faithful = run(Mode::Faithful, &text, program);
-    let strict = run(Mode::Strict, &text, program);
+    let (faithful, strict) = both_on(&text, program);
     assert_eq!(faithful.verdict.text(), text);
     assert_eq!(strict.verdict.text(), TEXT.replace("beta", "ß"));
 
     let text = TEXT.replace("delta\none", "delta\\none");
     let program = r#"normalize(source_str="delta\none", target_str="x")"#;
-    let faithful = run(Mode::Faithful, &text, program);
-    let strict = run(Mode::Strict, &text, program);
+    let (faithful, strict) = both_on(&text, program);
     assert_eq!(faithful.verdict.text(), text.replace("delta\\none", "x"));
     assert_eq!((strict.verdict.text(), errors(&strict)), (&*text, 1));
 }
@@ -237,11 +218,7 @@ fn difference_17_the_document_stage_parses_the_program() {
         "```python\n  drop_doc()  \n```",
         "drop_doc() # spam",
     ] {
-        assert_eq!(
-            strict.run_doc(program).verdict("text"),
-            Verdict::Dropped(DropReason::DocProgram),
-            "{program}"
-        );
+        assert_doc_program_drops(&strict, program);
     }
 }
 
@@ -303,7 +280,7 @@ fn strict_skips_fences_comments_and_blank_lines() {
 
 #[test]
 fn strict_errors_name_their_line() {
-    let outcome = run(
+    let outcome = run_chunk(
         Mode::Strict,
         TEXT,
         "untouch_doc()\nremove_lines(start=1)\nnormalize(source_str=1)",
