@@ -2,6 +2,7 @@
 //! harness's extracted `pred` and its `score`; every one must match.
 
 use prox_math::{grade_row, predict, python, Dataset};
+use prox_test::mismatch::assert_none;
 use prox_test::{fixture, read_jsonl};
 use serde_json::Value;
 
@@ -31,12 +32,7 @@ fn every_recorded_prediction_is_extracted_exactly() {
             ));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} of 872 differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none(&mismatches, 872, "answers");
 }
 
 #[test]
@@ -53,10 +49,5 @@ fn every_recorded_score_is_reproduced_by_grading_the_row() {
             ));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} of 872 differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none(&mismatches, 872, "answers");
 }

@@ -9,12 +9,14 @@ use prox_math::equal::{math_equal, Verdict};
 
 const BUDGET: Duration = Duration::from_secs(3);
 
-/// Grades every row of a fixture and returns the rows whose verdict differs from `score`.
-/// A row the harness timed out on scores false, and may here be `NotEqual` or `Timeout`.
-fn mismatches(file: &str) -> (usize, Vec<String>) {
-    let rows = prox_test::read_jsonl(prox_test::fixture(file));
+/// Grades the `rows` rows of a fixture and fails listing every row whose verdict differs
+/// from `score`. A row the harness timed out on scores false, and may here be `NotEqual` or
+/// `Timeout`.
+fn assert_every_row_gets_the_harness_verdict(file: &str, rows: usize, what: &str) {
+    let golden = prox_test::read_jsonl(prox_test::fixture(file));
+    assert_eq!(golden.len(), rows, "{file} holds {rows} {what}");
     let mut wrong = Vec::new();
-    for (line, row) in &rows {
+    for (line, row) in &golden {
         let pred = row["pred"].as_str();
         let gt = row["gt"]
             .as_str()
@@ -29,31 +31,17 @@ fn mismatches(file: &str) -> (usize, Vec<String>) {
             ));
         }
     }
-    (rows.len(), wrong)
+    prox_test::mismatch::assert_none(&wrong, rows, what);
 }
 
 #[test]
 fn every_golden_pair_gets_the_harness_verdict() {
-    let (count, wrong) = mismatches("math-eval/equal.jsonl");
-    assert_eq!(count, 1462, "equal.jsonl holds 1,462 pairs");
-    assert!(
-        wrong.is_empty(),
-        "{} of {count} pairs differ:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_every_row_gets_the_harness_verdict("math-eval/equal.jsonl", 1462, "pairs");
 }
 
 #[test]
 fn every_recorded_answer_gets_the_harness_score() {
-    let (count, wrong) = mismatches("math-eval/answers.jsonl");
-    assert_eq!(count, 872, "answers.jsonl holds 872 answers");
-    assert!(
-        wrong.is_empty(),
-        "{} of {count} answers differ:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_every_row_gets_the_harness_verdict("math-eval/answers.jsonl", 872, "answers");
 }
 
 #[test]

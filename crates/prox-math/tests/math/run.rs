@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use prox_math::{
-    run, Dataset, GenerationParams, Generator, Harness, RunOptions, Silent, GENERATIONS_FILE,
+    run, Dataset, DatasetResult, GenerationParams, Generator, RunOptions, Silent, GENERATIONS_FILE,
     METRICS_FILE, SAMPLES_FILE,
 };
-use prox_test::fixture;
 use serde_json::Value;
+
+use crate::fixture_harness;
 
 /// Answers "The answer is 5." to every prompt, after `fail_after` prompts fails the rest.
 struct Scripted {
@@ -56,29 +57,33 @@ fn options() -> RunOptions {
     }
 }
 
-fn harness() -> Harness {
-    Harness::open(&fixture("math-eval/harness")).expect("the fixture harness opens")
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 const DATASETS: [Dataset; 2] = [Dataset::Gsm8k, Dataset::MathQa];
 
+/// `run` of the fixture harness over `datasets` into `out`: 5 samples each, batches of 2.
+fn run_scripted(
+    datasets: &[Dataset],
+    out: &Path,
+    generator: &mut Scripted,
+) -> prox_math::Result<Vec<DatasetResult>> {
+    run(
+        &fixture_harness(),
+        datasets,
+        out,
+        generator,
+        &options(),
+        &mut Silent,
+    )
+}
+
 #[test]
 fn a_run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
     let out = tempfile::tempdir().expect("temp dir");
     let mut generator = Scripted::new(None);
-    let results = run(
-        &harness(),
-        &DATASETS,
-        out.path(),
-        &mut generator,
-        &options(),
-        &mut Silent,
-    )
-    .expect("the run succeeds");
+    let results = run_scripted(&DATASETS, out.path(), &mut generator).expect("the run succeeds");
     assert_eq!(generator.prompts_seen, 10);
     assert_eq!(generator.calls, 6, "batches of 2 over 5 samples, twice");
     assert_eq!(results.len(), 2);
@@ -108,15 +113,7 @@ fn a_run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
 
     let before: Vec<String> = files(out.path()).iter().map(|p| read(p)).collect();
     let mut again = Scripted::new(None);
-    run(
-        &harness(),
-        &DATASETS,
-        out.path(),
-        &mut again,
-        &options(),
-        &mut Silent,
-    )
-    .expect("rerun");
+    run_scripted(&DATASETS, out.path(), &mut again).expect("rerun");
     assert_eq!(again.prompts_seen, 0, "nothing is generated twice");
     let after: Vec<String> = files(out.path()).iter().map(|p| read(p)).collect();
     assert_eq!(before, after);
@@ -136,15 +133,8 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn a_failed_batch_keeps_the_finished_ones_and_the_rerun_does_the_rest() {
     let out = tempfile::tempdir().expect("temp dir");
     let mut failing = Scripted::new(Some(3));
-    let error = run(
-        &harness(),
-        &[Dataset::Gsm8k],
-        out.path(),
-        &mut failing,
-        &options(),
-        &mut Silent,
-    )
-    .expect_err("the generator fails");
+    let error =
+        run_scripted(&[Dataset::Gsm8k], out.path(), &mut failing).expect_err("the generator fails");
     assert!(
         error.to_string().contains("the server went away"),
         "{error}"
@@ -163,15 +153,7 @@ fn a_failed_batch_keeps_the_finished_ones_and_the_rerun_does_the_rest() {
     std::fs::write(&store, text).expect("write");
 
     let mut rest = Scripted::new(None);
-    run(
-        &harness(),
-        &[Dataset::Gsm8k],
-        out.path(),
-        &mut rest,
-        &options(),
-        &mut Silent,
-    )
-    .expect("rerun");
+    run_scripted(&[Dataset::Gsm8k], out.path(), &mut rest).expect("rerun");
     assert_eq!(rest.prompts_seen, 2);
     assert_eq!(read(&store).lines().count(), 5);
     assert_eq!(
@@ -186,13 +168,10 @@ fn a_failed_batch_keeps_the_finished_ones_and_the_rerun_does_the_rest() {
 fn a_missing_dataset_file_stops_the_run_before_anything_is_generated() {
     let out = tempfile::tempdir().expect("temp dir");
     let mut generator = Scripted::new(None);
-    let error = run(
-        &harness(),
+    let error = run_scripted(
         &[Dataset::Gsm8k, Dataset::Tabmwp],
         out.path(),
         &mut generator,
-        &options(),
-        &mut Silent,
     )
     .expect_err("tabmwp's file is absent");
     assert!(

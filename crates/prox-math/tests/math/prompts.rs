@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use prox_math::{prompt, Dataset, Harness};
 use prox_test::{fixture, read_jsonl};
 
+use crate::fixture_harness;
+
 #[test]
 fn every_golden_prompt_and_ground_truth_is_reproduced_exactly() {
-    let harness = Harness::open(&fixture("math-eval/harness")).expect("the fixture harness opens");
+    let harness = fixture_harness();
     let golden = read_jsonl(fixture("math-eval/prompts.jsonl"));
     assert_eq!(golden.len(), 200);
     let mut built: HashMap<Dataset, (String, HashMap<i64, prox_math::Example>)> = HashMap::new();
@@ -41,13 +43,7 @@ fn every_golden_prompt_and_ground_truth_is_reproduced_exactly() {
             }
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} golden fields differ:\n{}",
-        mismatches.len(),
-        golden.len() * 3,
-        mismatches.join("\n")
-    );
+    prox_test::mismatch::assert_none(&mismatches, golden.len() * 3, "golden fields");
 }
 
 /// The end of a long prompt, where the question is.
@@ -58,7 +54,7 @@ fn tail(s: &str) -> &str {
 
 #[test]
 fn dataset_sizes_and_order_follow_the_harness() {
-    let harness = Harness::open(&fixture("math-eval/harness")).expect("the fixture harness opens");
+    let harness = fixture_harness();
     let sizes = [
         (Dataset::Gsm8k, 1319),
         (Dataset::MinervaMath, 500),
@@ -85,7 +81,7 @@ fn dataset_sizes_and_order_follow_the_harness() {
 
 #[test]
 fn a_missing_data_file_is_an_error_naming_it() {
-    let harness = Harness::open(&fixture("math-eval/harness")).expect("the fixture harness opens");
+    let harness = fixture_harness();
     let error = harness
         .examples(Dataset::Tabmwp)
         .expect_err("tabmwp is absent");
