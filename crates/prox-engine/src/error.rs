@@ -29,9 +29,9 @@ pub enum Error {
     /// A hub id that is not in the local Hugging Face cache and could not be downloaded.
     #[error(
         "model `{id}` (revision `{revision}`) is not in the Hugging Face cache: {} ({reason})\n\
-         hint: without access to the hub (or with HF_HUB_OFFLINE=1), run \
-         `huggingface-cli download {id}` on a machine with access (set HF_HUB_CACHE or HF_HOME \
-         to share its cache), or pass a local folder or .gguf file",
+         hint: without access to the hub (or with HF_HUB_OFFLINE=1), run `prox download {id}` \
+         (or `huggingface-cli download {id}`) on a machine with access (set HF_HUB_CACHE or \
+         HF_HOME to share its cache), or pass a local folder or .gguf file",
         looked_in.display()
     )]
     NotInHubCache {

@@ -102,7 +102,8 @@ fn an_absent_model_names_the_cache_path_and_how_to_get_it() {
     let looked_in = cache.path().join("models--gair-prox--web-doc-refining-lm");
     assert!(text.contains(&looked_in.display().to_string()), "{text}");
     assert!(
-        text.contains("run `huggingface-cli download gair-prox/web-doc-refining-lm`"),
+        text.contains("run `prox download gair-prox/web-doc-refining-lm`")
+            && text.contains("`huggingface-cli download gair-prox/web-doc-refining-lm`"),
         "{text}"
     );
 
