@@ -48,6 +48,7 @@
 
 mod api;
 mod engine;
+mod request;
 
 use std::future::Future;
 use std::net::SocketAddr;
