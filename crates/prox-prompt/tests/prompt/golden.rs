@@ -1,11 +1,11 @@
 //! Every field of every document of `prompts/vectors.jsonl`, built from the fixture
 //! `tokenizer.json` and from `tokenizer.model` converted in Rust; all mismatches listed.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::PathBuf;
 
 use prox_prompt::{number_lines, ChatTemplate, PromptMode, Prompter, LLAMA2_CHAT_TEMPLATE};
+use prox_test::json::{strings, u32s};
+use prox_test::mismatch::assert_none;
 use prox_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -25,24 +25,6 @@ fn tokenizers() -> Vec<(&'static str, Tokenizer)> {
 
 fn vectors() -> Vec<(usize, Value)> {
     prox_test::read_jsonl(prox_test::fixture("prompts/vectors.jsonl"))
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// Compares every field of every document; returns the mismatches, by tokenizer and line.
@@ -75,7 +57,7 @@ fn mismatches(prompter: &Prompter, name: &str) -> Vec<String> {
             .as_array()
             .unwrap()
             .iter()
-            .map(ids)
+            .map(u32s)
             .collect();
         for (i, expected) in expected_ids.iter().enumerate() {
             match chunks.get(i) {
@@ -94,7 +76,7 @@ fn mismatches(prompter: &Prompter, name: &str) -> Vec<String> {
                 None => report("chunk_prompt_ids", format!("chunk {i} missing")),
             }
         }
-        let expected_doc = ids(&doc["doc_prompt_ids"]);
+        let expected_doc = u32s(&doc["doc_prompt_ids"]);
         let got_doc = prompter.doc_prompt_ids(text).unwrap();
         if got_doc != expected_doc {
             let at = got_doc.iter().zip(&expected_doc).position(|(a, b)| a != b);
@@ -117,11 +99,10 @@ fn faithful_prompts_match_the_reference_for_both_tokenizers() {
     for (name, tokenizer) in tokenizers() {
         all.extend(mismatches(&Prompter::new(&tokenizer), name));
     }
-    assert!(
-        all.is_empty(),
-        "{} mismatches:\n{}",
-        all.len(),
-        all.join("\n")
+    assert_none(
+        &all,
+        vectors().len(),
+        "documents, each with both tokenizers",
     );
 }
 
@@ -131,12 +112,7 @@ fn the_jinja_llama2_template_gives_the_same_prompts() {
     let template = ChatTemplate::jinja(LLAMA2_CHAT_TEMPLATE).unwrap();
     let prompter = Prompter::new(&tokenizer).with_template(template);
     let found = mismatches(&prompter, "jinja");
-    assert!(
-        found.is_empty(),
-        "{} mismatches:\n{}",
-        found.len(),
-        found.join("\n")
-    );
+    assert_none(&found, vectors().len(), "documents");
 }
 
 #[test]
@@ -178,7 +154,7 @@ fn robust_prompts_keep_document_text_literal_and_end_with_inst() {
         if !doc_prompt.truncated {
             // Same as faithful, except that special tokens in the text stay text.
             if !text.contains("<s>") && !text.contains("</s>") && !text.contains("<unk>") {
-                assert_eq!(doc_prompt.ids, ids(&doc["doc_prompt_ids"]), "line {line}");
+                assert_eq!(doc_prompt.ids, u32s(&doc["doc_prompt_ids"]), "line {line}");
             }
         }
         for chunk in prompter.chunk_prompts(text).unwrap() {

