@@ -1,7 +1,18 @@
-//! Arrays out of golden JSON values, as the types the code under test returns. A value of
-//! another shape is a broken fixture: the helpers panic, naming the value.
+//! Golden JSON files, and arrays out of their values as the types the code under test
+//! returns. A file that does not parse or a value of another shape is a broken fixture: the
+//! helpers panic, naming the file or the value.
+
+use std::path::Path;
 
 use serde_json::Value;
+
+/// A JSON file, parsed.
+pub fn read(path: impl AsRef<Path>) -> Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", path.display()))
+}
 
 /// An array of strings.
 pub fn strings(value: &Value) -> Vec<String> {
