@@ -36,6 +36,13 @@ pub enum Error {
         line: usize,
         reason: String,
     },
+    /// A JSON file (results, metrics) that is not whole or not of its kind.
+    #[error("{} is not a complete results file", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The generator failed on a sample.
     #[error("{dataset}: generation for idx {idx} failed: {message}")]
     Generation {

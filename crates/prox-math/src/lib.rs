@@ -34,7 +34,7 @@ pub use grade::{grade, grade_row, GRADE_BUDGET};
 pub use output::{minutes_seconds, percent, Metrics, Scored, METRICS_FILE, SAMPLES_FILE};
 pub use run::{
     average, before_stop, results_json, results_table, run, DatasetResult, GenerationParams,
-    Generator, Reporter, RunOptions, Silent, GENERATIONS_FILE, STOP_STRINGS,
+    Generator, MathResults, Reporter, RunOptions, Silent, GENERATIONS_FILE, STOP_STRINGS,
 };
 pub use strip::strip_string;
 pub use w2n::{word_to_num, NotANumber, Number};

@@ -59,19 +59,31 @@ impl Scored {
     }
 }
 
-/// What the harness's `evaluate` reports for a dataset.
-#[derive(Debug, Clone, PartialEq)]
+/// What the harness's `evaluate` reports for a dataset; read back from the metrics file by
+/// [`Metrics::read`] (its `time_use_in_minite` is derived, so not kept).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Metrics {
     pub num_samples: usize,
     pub num_scores: usize,
     pub timeout_samples: usize,
     pub empty_samples: usize,
-    /// Percent correct, rounded to one decimal as numpy rounds.
+    /// Percent correct, rounded to one decimal as numpy rounds (NaN, written `null`, for no
+    /// samples).
+    #[serde(deserialize_with = "null_as_nan")]
     pub acc: f64,
     /// Per `type` (mawps, mathqa, mmlu_stem), keys ascending; `None` when samples have none.
+    #[serde(default)]
     pub type_acc: Option<BTreeMap<String, f64>>,
     /// Generation and extraction time.
     pub time_use_in_second: f64,
+}
+
+/// A float that JSON holds as `null` when it is NaN.
+pub(crate) fn null_as_nan<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<f64, D::Error> {
+    let value: Option<f64> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.unwrap_or(f64::NAN))
 }
 
 impl Metrics {
@@ -111,6 +123,11 @@ impl Metrics {
             type_acc,
             time_use_in_second,
         }
+    }
+
+    /// Reads a metrics file ([`METRICS_FILE`]); one cut short is an error naming it.
+    pub fn read(path: &std::path::Path) -> crate::Result<Metrics> {
+        crate::run::read_json(path)
     }
 
     /// The metrics file's content: `json.dump(…, indent=4)`, no final newline.
@@ -219,6 +236,19 @@ mod tests {
              \"empty_samples\": 2,\n    \"acc\": 33.3,\n    \"type_acc\": {\n        \"a\": 0.0,\n        \
              \"b\": 50.0\n    },\n    \"time_use_in_second\": 125.5,\n    \"time_use_in_minite\": \"2:05\"\n}"
         );
+    }
+
+    #[test]
+    fn metrics_read_back_from_their_file() {
+        let samples = [scored(0, Some("b"), Some("3"), Verdict::Equal)];
+        let metrics = Metrics::of(&samples, 1.5);
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join(METRICS_FILE);
+        std::fs::write(&path, metrics.to_json_text()).expect("written");
+        assert_eq!(Metrics::read(&path).expect("a whole file reads"), metrics);
+        let empty = Metrics::of(&[], 0.0);
+        std::fs::write(&path, empty.to_json_text()).expect("written");
+        assert!(Metrics::read(&path).expect("reads").acc.is_nan());
     }
 
     #[test]

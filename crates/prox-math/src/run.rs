@@ -253,6 +253,63 @@ fn accuracy(x: f64) -> Value {
     serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
+/// `results.json` read back ([`MathResults::read`]): each dataset's `acc` in the file's order,
+/// and `avg`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MathResults {
+    /// Dataset name → percent correct (NaN for a dataset without samples).
+    pub accs: Vec<(String, f64)>,
+    pub avg: f64,
+}
+
+impl MathResults {
+    /// Reads `results.json`; a file cut short, or without `avg`, is an error naming it.
+    pub fn read(path: &Path) -> Result<MathResults> {
+        #[derive(serde::Deserialize)]
+        struct Acc(#[serde(deserialize_with = "crate::output::null_as_nan")] f64);
+        let entries: serde_json::Map<String, Value> = read_json(path)?;
+        let mut accs = Vec::with_capacity(entries.len());
+        let mut avg = None;
+        for (name, value) in entries {
+            let Acc(acc) = serde_json::from_value(value).map_err(|source| Error::Json {
+                path: path.to_owned(),
+                source,
+            })?;
+            if name == "avg" {
+                avg = Some(acc);
+            } else {
+                accs.push((name, acc));
+            }
+        }
+        let avg = avg.ok_or_else(|| Error::Record {
+            path: path.to_owned(),
+            line: 1,
+            reason: "no `avg`".into(),
+        })?;
+        Ok(MathResults { accs, avg })
+    }
+
+    /// The `acc` of dataset `name`.
+    pub fn acc(&self, name: &str) -> Option<f64> {
+        self.accs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, acc)| *acc)
+    }
+}
+
+/// Reads a JSON file into `T`, naming the file in errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The plain mean of the datasets' `acc`.
 pub fn average(results: &[DatasetResult]) -> f64 {
     if results.is_empty() {
@@ -433,5 +490,27 @@ mod tests {
             results_json(&results),
             "{\n    \"gsm8k\": 12.5,\n    \"minerva_math\": 13.0,\n    \"avg\": 12.75\n}\n"
         );
+    }
+
+    #[test]
+    fn results_read_back_in_order_and_a_cut_file_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("results.json");
+        std::fs::write(
+            &path,
+            "{\n    \"svamp\": 12.5,\n    \"gsm8k\": null,\n    \"avg\": 12.75\n}\n",
+        )
+        .expect("written");
+        let results = MathResults::read(&path).expect("a whole file reads");
+        assert_eq!(results.accs[0], ("svamp".to_owned(), 12.5));
+        assert!(results.acc("gsm8k").is_some_and(f64::is_nan));
+        assert_eq!(results.avg, 12.75);
+        std::fs::write(&path, "{\n    \"svamp\": 12.5,\n").expect("written");
+        assert!(matches!(MathResults::read(&path), Err(Error::Json { .. })));
+        std::fs::write(&path, "{\"svamp\": 12.5}").expect("written");
+        assert!(matches!(
+            MathResults::read(&path),
+            Err(Error::Record { .. })
+        ));
     }
 }
