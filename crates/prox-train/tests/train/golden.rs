@@ -2,11 +2,10 @@
 //! (`fixtures/train/golden.json`): losses and gradient norms within 1e-4 relative, the sum of
 //! every parameter tensor within 1e-4 absolute.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
 
 use prox_engine::Device;
+use prox_test::json::u32s;
 use prox_train::optim::AdamWConfig;
 use prox_train::{
     accumulate_gradients, apply_step, AdamW, DataSource, MixedStream, TrainableModel,
@@ -14,23 +13,11 @@ use prox_train::{
 use serde_json::Value;
 
 fn golden() -> Value {
-    let path = prox_test::fixture("train/golden.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    prox_test::json::read(prox_test::fixture("train/golden.json"))
 }
 
 fn ids(value: &Value) -> Vec<Vec<u32>> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
+    value.as_array().unwrap().iter().map(u32s).collect()
 }
 
 fn tiny_model() -> TrainableModel {

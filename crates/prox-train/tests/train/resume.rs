@@ -1,31 +1,15 @@
 //! Kill and resume: a run stopped after a checkpoint and resumed from it ends with exactly
 //! the parameters (bit for bit), optimiser state and log of an uninterrupted run.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
 
-use prox_engine::{Config, Device};
+use prox_engine::Device;
 use prox_pack::{Dtype, Header, PackedWriter, Remainder};
-use prox_train::metrics::MetricsLine;
 use prox_train::{DataSource, ModelInit, Recipe, Rng, Silent, TrainOptions, Trainer};
 
-const VOCAB: usize = 96;
-
-fn small_config() -> Config {
-    Config {
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        vocab_size: VOCAB,
-        max_position_embeddings: 64,
-        tie_word_embeddings: false,
-        ..prox_train::named_config("tiny").unwrap()
-    }
-}
+use crate::harness::{
+    assert_restarts_are_refused, assert_same_checkpoint, logged, small_config, VOCAB,
+};
 
 /// Packed files of a repetitive random "language", so that the loss falls.
 fn write_data(dir: &Path, prefix: &str, files: usize, seed: u64) {
@@ -89,18 +73,6 @@ fn options(data: &Path, out: &Path) -> TrainOptions {
     }
 }
 
-/// The log without its timings.
-fn logged(out: &Path) -> Vec<(u64, f64, Option<f64>)> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| match serde_json::from_str::<MetricsLine>(l).unwrap() {
-            MetricsLine::Step(m) => (m.step, m.loss, Some(m.grad_norm)),
-            MetricsLine::Validation { step, val_loss } => (step, val_loss, None),
-        })
-        .collect()
-}
-
 #[test]
 fn resume_after_kill_matches_clean_run() {
     let data = tempfile::tempdir().unwrap();
@@ -122,19 +94,12 @@ fn resume_after_kill_matches_clean_run() {
     drop(killed);
     assert!(!killed_out.join("checkpoints/step-00000005").exists());
 
-    let refused = Trainer::new(options(data.path(), &killed_out))
-        .err()
-        .unwrap();
-    assert!(refused.to_string().contains("--resume"), "{refused}");
-
-    let mut changed = options(data.path(), &killed_out);
-    changed.resume = true;
-    changed.recipe.lr = 1e-3;
-    let refused = Trainer::new(changed).err().unwrap().to_string();
-    assert!(
-        refused.contains("lr: checkpoint 0.003 vs now 0.001"),
-        "{refused}"
-    );
+    assert_restarts_are_refused(|resume, lr| {
+        let mut restart = options(data.path(), &killed_out);
+        restart.resume = resume;
+        restart.recipe.lr = lr;
+        Trainer::new(restart).err().map(|e| e.to_string())
+    });
 
     let mut again = options(data.path(), &killed_out);
     again.resume = true;
@@ -152,17 +117,9 @@ fn resume_after_kill_matches_clean_run() {
         resumed.params() == clean.params(),
         "the resumed parameters differ from the uninterrupted run's"
     );
-    for file in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "trainer_state.json",
-    ] {
-        let a = std::fs::read(clean_out.join("checkpoints/step-00000007").join(file)).unwrap();
-        let b = std::fs::read(killed_out.join("checkpoints/step-00000007").join(file)).unwrap();
-        assert!(a == b, "{file} differs");
-    }
-    let clean_log = logged(&clean_out);
-    assert_eq!(clean_log, logged(&killed_out));
+    assert_same_checkpoint(&clean_out, &killed_out, "checkpoints/step-00000007");
+    let clean_log = logged(&clean_out, |m| m.grad_norm);
+    assert_eq!(clean_log, logged(&killed_out, |m| m.grad_norm));
     let steps: Vec<u64> = clean_log
         .iter()
         .filter(|l| l.2.is_some())

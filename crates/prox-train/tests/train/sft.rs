@@ -3,33 +3,20 @@
 //! tiny fixture model that lowers the loss, accounts for every row, resumes to exactly the
 //! uninterrupted run's weights and leaves a model the engine loads and generates with.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
 
-use prox_engine::{Config, Device, LogitsAt};
-use prox_train::metrics::MetricsLine;
+use prox_engine::{Device, LogitsAt};
 use prox_train::{
     accumulate_sft_gradients, sft_loss, LabelledSequence, Rng, SftExample, SftOptions, SftRecipe,
     SftTrainer, Silent, TrainableModel,
 };
 
-const VOCAB: usize = 96;
+use crate::harness::{
+    assert_restarts_are_refused, assert_same_checkpoint, logged, small_config, VOCAB,
+};
 
 fn small_model() -> TrainableModel {
-    let cfg = Config {
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        vocab_size: VOCAB,
-        max_position_embeddings: 64,
-        tie_word_embeddings: false,
-        ..prox_train::named_config("tiny").unwrap()
-    };
-    TrainableModel::init(&cfg, 11, &Device::Cpu).unwrap()
+    TrainableModel::init(&small_config(), 11, &Device::Cpu).unwrap()
 }
 
 fn examples() -> Vec<SftExample> {
@@ -189,18 +176,6 @@ fn options(data: &Path, out: &Path) -> SftOptions {
     }
 }
 
-/// The log without its timings.
-fn logged(out: &Path) -> Vec<(u64, f64, Option<f64>)> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| match serde_json::from_str::<MetricsLine>(l).unwrap() {
-            MetricsLine::Step(m) => (m.step, m.loss, Some(m.lr)),
-            MetricsLine::Validation { step, val_loss } => (step, val_loss, None),
-        })
-        .collect()
-}
-
 #[test]
 fn finetuning_the_tiny_model_learns_resumes_exactly_and_leaves_a_model_that_generates() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,7 +217,7 @@ fn finetuning_the_tiny_model_learns_resumes_exactly_and_leaves_a_model_that_gene
 
     let last = clean.run(&mut Silent, None).unwrap().unwrap();
     assert_eq!(last, clean_out.join("checkpoints/step-00000009"));
-    let log = logged(&clean_out);
+    let log = logged(&clean_out, |m| m.lr);
     let losses: Vec<f64> = log.iter().filter(|l| l.2.is_some()).map(|l| l.1).collect();
     let first_epoch = losses[..3].iter().sum::<f64>() / 3.0;
     let last_epoch = losses[6..].iter().sum::<f64>() / 3.0;
@@ -267,16 +242,12 @@ fn finetuning_the_tiny_model_learns_resumes_exactly_and_leaves_a_model_that_gene
     let mut killed = SftTrainer::new(options(&data, &killed_out)).unwrap();
     killed.run(&mut Silent, Some(4)).unwrap();
     drop(killed);
-    let refused = SftTrainer::new(options(&data, &killed_out)).err().unwrap();
-    assert!(refused.to_string().contains("--resume"), "{refused}");
-    let mut changed = options(&data, &killed_out);
-    changed.resume = true;
-    changed.recipe.lr = 1e-3;
-    let refused = SftTrainer::new(changed).err().unwrap().to_string();
-    assert!(
-        refused.contains("lr: checkpoint 0.003 vs now 0.001"),
-        "{refused}"
-    );
+    assert_restarts_are_refused(|resume, lr| {
+        let mut restart = options(&data, &killed_out);
+        restart.resume = resume;
+        restart.recipe.lr = lr;
+        SftTrainer::new(restart).err().map(|e| e.to_string())
+    });
 
     let mut again = options(&data, &killed_out);
     again.resume = true;
@@ -287,16 +258,8 @@ fn finetuning_the_tiny_model_learns_resumes_exactly_and_leaves_a_model_that_gene
         resumed.params() == clean.params(),
         "the resumed parameters differ from the uninterrupted run's"
     );
-    for file in [
-        "model.safetensors",
-        "optimizer.safetensors",
-        "trainer_state.json",
-    ] {
-        let a = std::fs::read(clean_out.join("checkpoints/step-00000009").join(file)).unwrap();
-        let b = std::fs::read(killed_out.join("checkpoints/step-00000009").join(file)).unwrap();
-        assert!(a == b, "{file} differs");
-    }
-    assert_eq!(log, logged(&killed_out));
+    assert_same_checkpoint(&clean_out, &killed_out, "checkpoints/step-00000009");
+    assert_eq!(log, logged(&killed_out, |m| m.lr));
 
     // The checkpoint is a Hugging Face folder the engine loads, tokenizer included.
     let model = prox_engine::Model::load(&last, &prox_engine::LoadOptions::default()).unwrap();
