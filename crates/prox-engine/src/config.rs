@@ -222,11 +222,6 @@ impl Config {
         Ok(())
     }
 
-    /// Heads that share one key/value head.
-    pub fn heads_per_kv(&self) -> usize {
-        self.num_heads / self.num_kv_heads
-    }
-
     /// The number of parameters (weights only, as stored).
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;

@@ -89,12 +89,4 @@ impl Verdict {
             Verdict::Dropped(_) => "",
         }
     }
-
-    /// The drop reason, if the document was dropped.
-    pub fn drop_reason(&self) -> Option<DropReason> {
-        match self {
-            Verdict::Dropped(reason) => Some(*reason),
-            _ => None,
-        }
-    }
 }

@@ -182,12 +182,6 @@ impl<'t> Prompter<'t> {
         self
     }
 
-    /// The system message; `None` sends only the user message.
-    pub fn with_system(mut self, system: Option<String>) -> Self {
-        self.system = system;
-        self
-    }
-
     pub fn with_mode(mut self, mode: PromptMode) -> Self {
         self.mode = mode;
         self
@@ -195,12 +189,6 @@ impl<'t> Prompter<'t> {
 
     pub fn with_budget(mut self, budget: PromptBudget) -> Self {
         self.budget = budget;
-        self
-    }
-
-    /// The `bos_token` and `eos_token` strings the template sees (default: the tokenizer's).
-    pub fn with_template_tokens(mut self, tokens: TemplateTokens) -> Self {
-        self.tokens = tokens;
         self
     }
 

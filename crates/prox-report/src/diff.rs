@@ -57,10 +57,6 @@ impl DiffLine {
     pub fn after(&self) -> String {
         self.segments.iter().map(|s| s.after.as_str()).collect()
     }
-
-    pub fn is_normalized(&self) -> bool {
-        self.segments.iter().any(Segment::is_changed)
-    }
 }
 
 /// What one program line is, for people.

@@ -178,16 +178,6 @@ impl PackedStream {
         })
     }
 
-    /// Blocks in one pass over the files.
-    pub fn blocks_per_epoch(&self) -> usize {
-        self.files.len() * self.blocks_per_file
-    }
-
-    /// Tokens of each file that no block covers (the reference ignores them too).
-    pub fn unused_tokens_per_file(&self, chunk_size: usize) -> usize {
-        chunk_size - self.blocks_per_file * self.block_size
-    }
-
     /// Complete passes over the files so far.
     pub fn epoch(&self) -> u64 {
         self.epoch
