@@ -25,7 +25,13 @@ use crate::commands::validate::ValidateArgs;
 /// program for every document (`drop_doc()`, `remove_lines(start=3, end=7)`,
 /// `normalize(source_str="…", target_str="")`) and ProX-rs executes it.
 #[derive(Debug, Parser)]
-#[command(name = "prox", version, about, max_term_width = 100)]
+#[command(
+    name = "prox",
+    version,
+    about,
+    max_term_width = 100,
+    after_long_help = crate::env_vars::help()
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
