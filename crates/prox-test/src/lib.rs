@@ -1,6 +1,7 @@
 //! Test support shared by the ProX-rs crates: locating the golden fixtures produced by the
 //! reference implementation, reading their JSON-lines files, and (feature `hub`) a stand-in
 //! for the Hugging Face hub on loopback.
+//! [`command::TestCommand`] runs a binary under test and explains a run that ends otherwise.
 //!
 //! The fixtures live outside the repository (`../shared/fixtures` from the workspace root);
 //! `PROX_FIXTURES` overrides the location.
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod command;
 pub mod fetched;
 pub mod json;
 pub mod mismatch;
