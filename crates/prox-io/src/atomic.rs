@@ -1,3 +1,6 @@
+//! Outputs that appear whole or not at all: a file written under a temporary name beside its
+//! destination and renamed into place when complete.
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

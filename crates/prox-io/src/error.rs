@@ -1,3 +1,6 @@
+//! What can go wrong reading and writing records: errors that end a file ([`Error`], naming
+//! the file and position) and one bad record that does not ([`RecordError`]).
+
 use std::io;
 use std::path::PathBuf;
 

@@ -1,3 +1,6 @@
+//! The rows of a run's failures file, and the small helpers every output shares: an error
+//! with its causes on one line, the path of a file beside an output, JSON written atomically.
+
 use std::path::Path;
 
 use serde::Serialize;

@@ -1,3 +1,6 @@
+//! Reading and writing a record's fields by name, with dotted names reaching into nested
+//! objects, and errors that say which field is missing or of the wrong type.
+
 use serde_json::Value;
 
 use crate::Fields;

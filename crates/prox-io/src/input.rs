@@ -1,3 +1,6 @@
+//! The input files of a run: the paths a user gives, expanded in an order that is the same on
+//! every run.
+
 use std::path::{Path, PathBuf};
 
 use crate::Error;

@@ -1,3 +1,6 @@
+//! JSON lines in and out: a streaming reader that turns a bad line into a record error and goes
+//! on, with a cap on line length, and an atomic writer (plain, gzip or zstd).
+
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};

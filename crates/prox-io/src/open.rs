@@ -1,3 +1,6 @@
+//! Any input file opened by its name's ending (JSON lines plain, gzip or zstd, or Parquet) as
+//! one stream of records, and several files one after the other.
+
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,6 @@
+//! Reading ahead on a thread of its own, so that decompressing and parsing overlap with the
+//! work on the records already read.
+
 use std::ops::ControlFlow;
 use std::sync::mpsc;
 

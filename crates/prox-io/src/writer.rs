@@ -1,3 +1,5 @@
+//! One writer for every output format, chosen by the file name's ending.
+
 use std::path::Path;
 
 use serde::Serialize;

@@ -1,3 +1,5 @@
+//! What can go wrong packing and reading litgpt packed files, naming the file.
+
 use std::io;
 use std::path::PathBuf;
 
@@ -61,6 +63,40 @@ pub enum Error {
         found_dtype: Dtype,
         found_chunk_size: u64,
     },
+    #[error("cannot list the inputs")]
+    ListInputs(#[source] prox_io::Error),
+    #[error("cannot create the output folder {}", path.display())]
+    CreateOutput {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no input files in {}", display_paths(inputs))]
+    NoInputFiles { inputs: Vec<PathBuf> },
+    #[error(
+        "{} already holds packed files with the prefix {prefix} (such as {})",
+        output.display(),
+        first.display()
+    )]
+    EarlierOutput {
+        output: PathBuf,
+        prefix: String,
+        first: PathBuf,
+    },
+    #[error("a packing worker panicked")]
+    WorkerPanicked,
+    #[error("stopped because another worker failed")]
+    Stopped,
+    #[error("internal error: the counts do not add up: {0}")]
+    Unbalanced(String),
     #[error(transparent)]
     Io(#[from] prox_io::Error),
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,3 +1,6 @@
+//! The litgpt packed-dataset format: the 24-byte header (magic, version, dtype code, chunk
+//! size), token dtypes by vocabulary size, and the files' names.
+
 use std::fmt;
 use std::path::Path;
 

@@ -1,3 +1,6 @@
+//! Reading packed files back: headers checked, tokens as litgpt's `PackedDataset` sees them,
+//! and a dataset folder's files and token counts.
+
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,5 @@
+//! How one document becomes the tokens packed for training, as ProX's `prepare_web` does.
+
 /// How ProX's `prepare_web` turns one document into the tokens it packs: an empty text is
 /// skipped; otherwise the text is encoded with special tokens, EOS is appended, and a leading BOS
 /// is dropped (the separator that pads chunks is BOS too).

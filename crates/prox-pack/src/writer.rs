@@ -1,3 +1,6 @@
+//! Writing packed files: tokens filled into fixed-size chunks, each file written atomically,
+//! and a summary of what was written.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

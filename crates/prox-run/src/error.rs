@@ -1,3 +1,5 @@
+//! What can go wrong reading or writing a run folder, naming the file.
+
 use std::path::PathBuf;
 
 /// What keeps a run folder's file from being read.
