@@ -1,7 +1,7 @@
-//! `Hub::from_env` reads the variables `huggingface_hub` reads. One test in its own binary:
-//! it sets process-wide environment variables.
-
-#![allow(clippy::unwrap_used)] // test code: a failure is a test failure
+//! `Hub::from_env` reads the variables `huggingface_hub` reads. The test sets process-wide
+//! environment variables, yet shares the binary with the download tests: only `Hub::from_env`
+//! reads them, which no other test calls (they build their `Hub` with an explicit endpoint and
+//! cache), and no other test sets any.
 
 use prox_hub::{DownloadRequest, Hub, NoReporter, RepoType};
 use prox_test::hub::{HubRepo, StandInHub};

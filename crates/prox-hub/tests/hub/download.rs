@@ -1,13 +1,12 @@
 //! Downloads from a stand-in hub on loopback (`prox_test::hub`), which answers as the real
 //! hub does and cuts connections or corrupts bytes on demand.
 
-#![allow(clippy::unwrap_used)] // test code: a failure is a test failure
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prox_hub::{DownloadRequest, Error, Hub, NoReporter, Outcome, RepoType};
-use prox_test::hub::{HubRepo, StandInHub};
+use prox_hub::{Download, DownloadRequest, Error, Hub, NoReporter, Outcome, RepoType};
+use prox_test::hub::{HubFile, HubRepo, Logged, StandInHub};
+use tempfile::TempDir;
 
 const BIG: &str = "data/train-00000.parquet";
 const BIG_LEN: usize = 300_000;
@@ -45,6 +44,37 @@ fn repo_dir(cache: &Path) -> PathBuf {
     cache.join("datasets--gair-prox--RedPajama-pro")
 }
 
+/// The snapshot folder of `commit` in `cache`.
+fn snapshot(cache: &Path, commit: &str) -> PathBuf {
+    repo_dir(cache).join("snapshots").join(commit)
+}
+
+/// A stand-in hub serving [`dataset`], the repository, its commit, and an empty cache for a
+/// client of the hub.
+fn served_dataset() -> (StandInHub, HubRepo, String, TempDir) {
+    let hub = StandInHub::start();
+    let repo = dataset();
+    let commit = hub.add(repo.clone());
+    (hub, repo, commit, tempfile::tempdir().unwrap())
+}
+
+/// Downloads `request` from `hub` into `cache` with a client that does not retry.
+fn download_from(
+    hub: &StandInHub,
+    cache: &Path,
+    request: &DownloadRequest,
+) -> prox_hub::Result<Download> {
+    client(hub, cache, 0).download(request, &NoReporter)
+}
+
+/// What `hub` sent of `file`'s bytes: the transfers of its blob.
+fn transfers_of(hub: &StandInHub, file: &HubFile) -> Vec<Logged> {
+    hub.transfers()
+        .into_iter()
+        .filter(|t| t.target.ends_with(&file.sha256()))
+        .collect()
+}
+
 /// Every `.incomplete` file below `dir`.
 fn incomplete_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -64,14 +94,9 @@ fn incomplete_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_full_download_lays_out_the_cache_as_huggingface_hub_does() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
 
-    let download = client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap();
+    let download = download_from(&hub, cache.path(), &dataset_request()).unwrap();
 
     let dir = repo_dir(cache.path());
     assert_eq!(download.commit, commit);
@@ -130,9 +155,7 @@ fn a_full_download_lays_out_the_cache_as_huggingface_hub_does() {
 
 #[test]
 fn a_second_run_downloads_nothing() {
-    let hub = StandInHub::start();
-    hub.add(dataset());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, _, _, cache) = served_dataset();
     let hub_client = client(&hub, cache.path(), 0);
     hub_client
         .download(&dataset_request(), &NoReporter)
@@ -154,16 +177,11 @@ fn a_second_run_downloads_nothing() {
 
 #[test]
 fn a_transfer_cut_midway_resumes_with_a_range_request_in_the_next_run() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
     let big = repo.get(BIG).unwrap();
     hub.cut_next(BIG, 100_000);
 
-    let error = client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &dataset_request()).unwrap_err();
     assert!(
         matches!(
             error,
@@ -179,13 +197,11 @@ fn a_transfer_cut_midway_resumes_with_a_range_request_in_the_next_run() {
         .join("blobs")
         .join(format!("{}.incomplete", big.sha256()));
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), 100_000);
-    let pointer = dir.join("snapshots").join(&commit).join(BIG);
+    let pointer = snapshot(cache.path(), &commit).join(BIG);
     assert!(std::fs::symlink_metadata(&pointer).is_err());
     hub.clear_log();
 
-    let download = client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap();
+    let download = download_from(&hub, cache.path(), &dataset_request()).unwrap();
 
     assert_eq!(std::fs::read(&pointer).unwrap(), big.content);
     let report = download.files.iter().find(|f| f.file == BIG).unwrap();
@@ -196,11 +212,7 @@ fn a_transfer_cut_midway_resumes_with_a_range_request_in_the_next_run() {
             resumed_from: 100_000
         }
     );
-    let resumed: Vec<_> = hub
-        .transfers()
-        .into_iter()
-        .filter(|t| t.target.ends_with(&big.sha256()))
-        .collect();
+    let resumed = transfers_of(&hub, big);
     assert_eq!(resumed.len(), 1, "{resumed:#?}");
     assert_eq!(resumed[0].range.as_deref(), Some("bytes=100000-"));
     assert_eq!(resumed[0].status, 206);
@@ -210,10 +222,7 @@ fn a_transfer_cut_midway_resumes_with_a_range_request_in_the_next_run() {
 
 #[test]
 fn a_transfer_cut_midway_is_resumed_within_the_run() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, _, cache) = served_dataset();
     let big = repo.get(BIG).unwrap();
     hub.cut_next(BIG, 123_457);
 
@@ -223,10 +232,8 @@ fn a_transfer_cut_midway_is_resumed_within_the_run() {
 
     let report = download.files.iter().find(|f| f.file == BIG).unwrap();
     assert_eq!(std::fs::read(&report.path).unwrap(), big.content);
-    let ranges: Vec<_> = hub
-        .transfers()
+    let ranges: Vec<_> = transfers_of(&hub, big)
         .into_iter()
-        .filter(|t| t.target.ends_with(&big.sha256()))
         .map(|t| (t.range, t.body_bytes))
         .collect();
     assert_eq!(
@@ -240,16 +247,11 @@ fn a_transfer_cut_midway_is_resumed_within_the_run() {
 
 #[test]
 fn a_sha256_mismatch_is_an_error_and_leaves_no_corrupt_file_behind() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
     let big = repo.get(BIG).unwrap();
     hub.corrupt(BIG);
 
-    let error = client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &dataset_request()).unwrap_err();
 
     match &error {
         Error::ChecksumMismatch { file, expected, .. } => {
@@ -259,7 +261,7 @@ fn a_sha256_mismatch_is_an_error_and_leaves_no_corrupt_file_behind() {
         other => panic!("expected a checksum mismatch, got {other:?}"),
     }
     let dir = repo_dir(cache.path());
-    assert!(std::fs::symlink_metadata(dir.join("snapshots").join(&commit).join(BIG)).is_err());
+    assert!(std::fs::symlink_metadata(snapshot(cache.path(), &commit).join(BIG)).is_err());
     assert!(!dir.join("blobs").join(big.sha256()).exists());
     assert!(incomplete_files(cache.path()).is_empty());
 }
@@ -275,9 +277,7 @@ fn a_gated_repo_needs_the_token_and_the_token_stays_with_the_hub() {
     let cache = tempfile::tempdir().unwrap();
     let request = DownloadRequest::new("meta-llama/Gated-1B", RepoType::Model);
 
-    let error = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &request).unwrap_err();
     assert!(
         matches!(
             error,
@@ -346,28 +346,22 @@ fn a_gated_repo_needs_the_token_and_the_token_stays_with_the_hub() {
 
 #[test]
 fn include_and_exclude_globs_select_files() {
-    let hub = StandInHub::start();
-    let commit = hub.add(dataset());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, _, commit, cache) = served_dataset();
     let mut request = dataset_request();
     request.include = vec!["*.parquet".to_owned(), "README.md".to_owned()];
     request.exclude = vec!["*00001*".to_owned()];
 
-    let download = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap();
+    let download = download_from(&hub, cache.path(), &request).unwrap();
 
     let names: Vec<&str> = download.files.iter().map(|f| f.file.as_str()).collect();
     assert_eq!(names, ["README.md", BIG]);
-    let snapshot = repo_dir(cache.path()).join("snapshots").join(commit);
+    let snapshot = snapshot(cache.path(), &commit);
     assert!(!snapshot.join("data/meta.json").exists());
     assert!(!snapshot.join("data/train-00001.parquet").exists());
     assert_eq!(hub.transfers().len(), 2);
 
     request.include = vec!["*.arrow".to_owned()];
-    let error = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &request).unwrap_err();
     assert!(
         matches!(error, Error::NothingMatched { files: 5, .. }),
         "{error:?}"
@@ -376,10 +370,7 @@ fn include_and_exclude_globs_select_files() {
 
 #[test]
 fn a_local_dir_gets_plain_files_and_huggingface_hub_records() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
     let local = tempfile::tempdir().unwrap();
     let mut request = dataset_request();
     request.local_dir = Some(local.path().join("RedPajama-pro"));
@@ -428,19 +419,14 @@ fn a_local_dir_gets_plain_files_and_huggingface_hub_records() {
 
 #[test]
 fn a_local_dir_download_resumes_its_own_partial_file() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, _, cache) = served_dataset();
     let local = tempfile::tempdir().unwrap();
     let mut request = dataset_request();
     request.local_dir = Some(local.path().to_path_buf());
     let big = repo.get(BIG).unwrap();
     hub.cut_next(BIG, 50_000);
 
-    client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap_err();
+    download_from(&hub, cache.path(), &request).unwrap_err();
     let partial = local
         .path()
         .join(".cache/huggingface/download/data")
@@ -448,9 +434,7 @@ fn a_local_dir_download_resumes_its_own_partial_file() {
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), 50_000);
     assert!(!local.path().join(BIG).exists());
 
-    client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap();
+    download_from(&hub, cache.path(), &request).unwrap();
     assert_eq!(std::fs::read(local.path().join(BIG)).unwrap(), big.content);
     assert!(hub
         .transfers()
@@ -460,40 +444,29 @@ fn a_local_dir_download_resumes_its_own_partial_file() {
 
 #[test]
 fn a_commit_revision_writes_no_ref_and_an_unknown_one_is_not_found() {
-    let hub = StandInHub::start();
-    let commit = hub.add(dataset());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, _, commit, cache) = served_dataset();
     let mut request = dataset_request();
     request.revision = commit.clone();
     request.include = vec!["README.md".to_owned()];
 
-    let download = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap();
+    let download = download_from(&hub, cache.path(), &request).unwrap();
     assert_eq!(download.commit, commit);
     assert!(!repo_dir(cache.path()).join("refs").exists());
 
     request.revision = "v9".to_owned();
-    let error = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &request).unwrap_err();
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
     assert!(error.to_string().contains("revision/v9"), "{error}");
 }
 
 #[test]
 fn a_blob_already_in_the_cache_is_linked_not_fetched_again() {
-    let hub = StandInHub::start();
-    let commit = hub.add(dataset());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, _, commit, cache) = served_dataset();
     let hub_client = client(&hub, cache.path(), 0);
     hub_client
         .download(&dataset_request(), &NoReporter)
         .unwrap();
-    let pointer = repo_dir(cache.path())
-        .join("snapshots")
-        .join(commit)
-        .join(BIG);
+    let pointer = snapshot(cache.path(), &commit).join(BIG);
     std::fs::remove_file(&pointer).unwrap();
     hub.clear_log();
 
@@ -512,9 +485,7 @@ fn an_unknown_repository_says_to_set_the_token() {
     let hub = StandInHub::start();
     let cache = tempfile::tempdir().unwrap();
     let request = DownloadRequest::new("nobody/nothing", RepoType::Model);
-    let error = client(&hub, cache.path(), 0)
-        .download(&request, &NoReporter)
-        .unwrap_err();
+    let error = download_from(&hub, cache.path(), &request).unwrap_err();
     assert!(
         matches!(error, Error::Unauthorized { status: 401, .. }),
         "{error:?}"
@@ -541,10 +512,7 @@ fn a_hub_that_does_not_answer_is_an_error_naming_the_url() {
 
 #[test]
 fn concurrent_downloads_into_one_cache_fetch_each_file_once() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
 
     std::thread::scope(|scope| {
         let runs: Vec<_> = (0..4)
@@ -559,7 +527,7 @@ fn concurrent_downloads_into_one_cache_fetch_each_file_once() {
         }
     });
 
-    let snapshot = repo_dir(cache.path()).join("snapshots").join(commit);
+    let snapshot = snapshot(cache.path(), &commit);
     let transfers = hub.transfers();
     let mut mismatches = Vec::new();
     for file in &repo.files {
@@ -585,36 +553,24 @@ fn concurrent_downloads_into_one_cache_fetch_each_file_once() {
 
 #[test]
 fn a_server_that_ignores_the_range_gets_the_file_fetched_again_from_the_start() {
-    let hub = StandInHub::start();
-    let repo = dataset();
-    let commit = hub.add(repo.clone());
-    let cache = tempfile::tempdir().unwrap();
+    let (hub, repo, commit, cache) = served_dataset();
     let big = repo.get(BIG).unwrap();
     hub.cut_next(BIG, 100_000);
-    client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap_err();
+    download_from(&hub, cache.path(), &dataset_request()).unwrap_err();
     hub.ignore_ranges();
     hub.clear_log();
 
-    let download = client(&hub, cache.path(), 0)
-        .download(&dataset_request(), &NoReporter)
-        .unwrap();
+    let download = download_from(&hub, cache.path(), &dataset_request()).unwrap();
 
-    let pointer = repo_dir(cache.path())
-        .join("snapshots")
-        .join(commit)
-        .join(BIG);
+    let pointer = snapshot(cache.path(), &commit).join(BIG);
     assert_eq!(std::fs::read(pointer).unwrap(), big.content);
     let report = download.files.iter().find(|f| f.file == BIG).unwrap();
     assert!(
         matches!(report.outcome, Outcome::Fetched { bytes, .. } if bytes == BIG_LEN as u64),
         "{report:?}"
     );
-    let sent: Vec<_> = hub
-        .transfers()
+    let sent: Vec<_> = transfers_of(&hub, big)
         .into_iter()
-        .filter(|t| t.target.ends_with(&big.sha256()))
         .map(|t| (t.range, t.status, t.body_bytes))
         .collect();
     assert_eq!(
