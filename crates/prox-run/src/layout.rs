@@ -167,7 +167,7 @@ impl RunLayout {
         let mut done = 0;
         for rank in 0..tasks {
             if let Some(stats) = self.done_stats(rank)? {
-                total.add(&stats);
+                total += &stats;
                 done += 1;
             }
         }
@@ -199,7 +199,7 @@ impl RunLayout {
         }
         let mut total = Stats::default();
         for marker in &markers {
-            total.add(&read_json(marker)?);
+            total += &read_json::<Stats>(marker)?;
         }
         Ok(Some((total, StatsSource::DoneTasks(markers))))
     }

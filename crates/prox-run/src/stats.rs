@@ -2,6 +2,7 @@
 //! (one written by an older `prox`) reads as zero; fields it does not know are ignored.
 
 use std::collections::BTreeMap;
+use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,39 +139,7 @@ impl Stats {
     /// Adds another task's counts to these; ratios and rates are computed again from the
     /// sums.
     pub fn add(&mut self, other: &Stats) {
-        let (d, o) = (&mut self.documents, &other.documents);
-        d.input += o.input;
-        d.output += o.output;
-        d.unchanged += o.unchanged;
-        d.modified += o.modified;
-        d.ignored += o.ignored;
-        d.dropped += o.dropped;
-        d.failed += o.failed;
-        add_map(&mut self.dropped, &other.dropped);
-        for (mine, theirs) in [
-            (&mut self.stages.doc, &other.stages.doc),
-            (&mut self.stages.chunk, &other.stages.chunk),
-        ] {
-            mine.documents += theirs.documents;
-            mine.prompts += theirs.prompts;
-            mine.prompt_tokens += theirs.prompt_tokens;
-            mine.generated_tokens += theirs.generated_tokens;
-            mine.truncated_prompts += theirs.truncated_prompts;
-            mine.seconds += theirs.seconds;
-        }
-        add_map(&mut self.programs.calls, &other.programs.calls);
-        self.programs.parse_errors += other.programs.parse_errors;
-        self.programs.ignored += other.programs.ignored;
-        self.tokens.input += other.tokens.input;
-        self.tokens.output += other.tokens.output;
-        self.words.input += other.words.input;
-        self.words.output += other.words.output;
-        self.files.failed += other.files.failed;
-        self.seconds.total += other.seconds.total;
-        self.seconds.model += other.seconds.model;
-        self.seconds.io += other.seconds.io;
-        self.bytes_in += other.bytes_in;
-        self.update_ratios();
+        *self += other;
     }
 
     /// Counts a dropped document.
@@ -217,6 +186,54 @@ fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     }
 }
 
+/// `AddAssign<&Self>` adding up the listed fields one by one, so that a part's sum names each
+/// field once, where the part is declared.
+macro_rules! add_fields {
+    ($($part:ty { $($field:ident),* $(,)? })*) => {$(
+        impl AddAssign<&$part> for $part {
+            fn add_assign(&mut self, other: &$part) {
+                $(self.$field += &other.$field;)*
+            }
+        }
+    )*};
+}
+
+add_fields! {
+    DocumentCounts { input, output, unchanged, modified, ignored, dropped, failed }
+    StageCounts { documents, prompts, prompt_tokens, generated_tokens, truncated_prompts, seconds }
+    StageStats { doc, chunk }
+    // `kept_ratio` is not a count: `Stats` computes it again from the sums.
+    TokenCounts { input, output }
+    WordCounts { input, output }
+    FileCounts { failed }
+    // `io` is computed again from `total` and `model`.
+    Seconds { total, model }
+}
+
+impl AddAssign<&ProgramCounts> for ProgramCounts {
+    fn add_assign(&mut self, other: &ProgramCounts) {
+        add_map(&mut self.calls, &other.calls);
+        self.parse_errors += other.parse_errors;
+        self.ignored += other.ignored;
+    }
+}
+
+/// Adds another task's counts; ratios and rates are computed again from the sums.
+impl AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, other: &Stats) {
+        self.documents += &other.documents;
+        add_map(&mut self.dropped, &other.dropped);
+        self.stages += &other.stages;
+        self.programs += &other.programs;
+        self.tokens += &other.tokens;
+        self.words += &other.words;
+        self.files += &other.files;
+        self.seconds += &other.seconds;
+        self.bytes_in += other.bytes_in;
+        self.update_ratios();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +259,33 @@ mod tests {
         assert!((a.tokens.kept_ratio - 0.4).abs() < 1e-12);
         a.documents.failed += 1;
         assert!(!a.is_balanced());
+    }
+
+    #[test]
+    fn every_count_of_every_part_adds_up() {
+        let mut one: Stats = serde_json::from_str(
+            r#"{"stages": {"doc": {"prompts": 2, "seconds": 1.5}, "chunk": {"truncated_prompts": 1}},
+                "programs": {"calls": {"normalize": 1}, "parse_errors": 3, "ignored": 1},
+                "words": {"input": 8, "output": 6}, "files": {"failed": 1},
+                "seconds": {"total": 4.0, "model": 3.0}, "bytes_in": 100}"#,
+        )
+        .unwrap();
+        let other = one.clone();
+        one += &other;
+        assert_eq!(one.stages.doc.prompts, 4);
+        assert_eq!(one.stages.doc.seconds, 3.0);
+        assert_eq!(one.stages.chunk.truncated_prompts, 2);
+        assert_eq!(one.calls_of("normalize"), 2);
+        assert_eq!((one.programs.parse_errors, one.programs.ignored), (6, 2));
+        assert_eq!(
+            (one.words.input, one.words.output, one.files.failed),
+            (16, 12, 2)
+        );
+        assert_eq!(
+            (one.seconds.total, one.seconds.model, one.seconds.io),
+            (8.0, 6.0, 2.0)
+        );
+        assert_eq!(one.throughput.input_mb_per_second, 200.0 / 8.0 / 1e6);
     }
 
     #[test]
