@@ -18,8 +18,9 @@ cd "$(dirname "$0")/.."
 
 seconds="${1:-60}"
 cargo_fuzz_version="0.13.2"
-# A single input slower than this is a finding (math_answer grades with a 0.5 s budget).
-timeout_seconds=10
+# A single input slower than this is a finding (math_answer grades twice, each within 0.5 s
+# of budget and 5 s of slack).
+timeout_seconds=20
 rss_limit_mb=2048
 
 if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz ${cargo_fuzz_version}" ]]; then
