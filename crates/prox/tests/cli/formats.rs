@@ -1,16 +1,15 @@
 //! Every input format gives `prox apply` the same documents: the same records as `.jsonl`,
 //! `.jsonl.gz`, `.jsonl.zst` and `.parquet` give identical output rows.
 
-#![allow(clippy::unwrap_used)]
-
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::{apply, read_rows, web_sample, CHUNK_STAGE};
+
 fn example_lines() -> String {
-    std::fs::read_to_string(prox_test::workspace_root().join("examples/web-sample.jsonl")).unwrap()
+    std::fs::read_to_string(web_sample()).unwrap()
 }
 
 /// Writes the example's records to `dir/input.<extension>` in that format.
@@ -49,38 +48,14 @@ fn apply_rows(extension: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), extension);
     let output = dir.path().join("out/refined.jsonl");
-    let run = Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args([
-            "apply",
-            "--stage",
-            "chunk",
-            "--text-field",
-            "doc_content",
-            "--input",
-        ])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .env("PROX_LOG", "warn")
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{extension}: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    apply(&CHUNK_STAGE, &input, &output).success();
     let failures = prox_io::beside(&output, "failures.jsonl");
     assert_eq!(
         std::fs::read_to_string(failures).unwrap(),
         "",
         "{extension}"
     );
-    std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    read_rows(&output)
 }
 
 macro_rules! same_output_as_jsonl {
@@ -111,16 +86,7 @@ fn an_input_of_unknown_format_is_reported_with_the_known_endings() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.csv");
     std::fs::write(&input, "a,b\n").unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(["apply", "--stage", "chunk", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(dir.path().join("out.jsonl"))
-        .env("PROX_LOG", "warn")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_ne!(run.status.code(), Some(0), "{stderr}");
+    let stderr = apply(&["--stage", "chunk"], &input, &dir.path().join("out.jsonl")).failure();
     assert!(
         stderr.contains("input.csv") && stderr.contains(".parquet"),
         "{stderr}"

@@ -1,46 +1,35 @@
 //! `prox generate` end to end: the real binary on the tiny fixture model, against the
 //! reference's greedy tokens (`fixtures/tiny-llama/golden.json`).
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn prox(args: &[&str]) -> Output {
-    prox_with_env(args, &[])
+use crate::support::{
+    path_str, prox_without_hub_env, read_rows, tiny_llama, tiny_llama_golden_cases as golden_cases,
+    TestCommand,
+};
+
+/// `prox generate` of the prompts in `input` into `output`, with `model`, and none of the
+/// caller's Hugging Face settings.
+fn generate(model: &str, input: &str, output: &str) -> TestCommand {
+    prox_without_hub_env(&["generate", "--model", model])
+        .args(["--input", input, "--output", output])
 }
 
-fn prox_with_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_prox"));
-    command.args(args).env("PROX_LOG", "warn");
-    for var in [
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_HOME",
-        "XDG_CACHE_HOME",
-    ] {
-        command.env_remove(var);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("the prox binary runs")
+/// [`generate`] with the tiny model.
+fn generate_tiny(input: &str, output: &str) -> TestCommand {
+    generate(path_str(&tiny_llama()), input, output)
 }
 
-fn read_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+/// The ids a row generated.
+fn generated_ids(row: &Value) -> Vec<u64> {
+    row["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
         .collect()
-}
-
-fn golden_cases() -> Vec<Value> {
-    let path = prox_test::fixture("tiny-llama/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    golden["cases"].as_array().unwrap().clone()
 }
 
 /// Reference tokens up to the first step whose margin is below 1e-3.
@@ -75,22 +64,9 @@ fn generate_serves_text_and_id_prompts_and_reports_bad_lines() {
     lines.push(String::new());
     std::fs::write(&input, lines.join("\n")).unwrap();
     let output = dir.path().join("out.jsonl");
-    let model = prox_test::fixture("tiny-llama");
-    let result = prox(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--max-new-tokens",
-        "24",
-        "--batch-size",
-        "2",
-    ]);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(1), "some lines failed\n{stderr}");
+    generate_tiny(path_str(&input), path_str(&output))
+        .args(["--max-new-tokens", "24", "--batch-size", "2"])
+        .exit_code(1);
 
     let rows = read_rows(&output);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -100,12 +76,7 @@ fn generate_serves_text_and_id_prompts_and_reports_bad_lines() {
         (&rows[1], &cases[1]),
         (&rows[3], &cases[2]),
     ] {
-        let generated: Vec<u64> = row["generated_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let generated = generated_ids(row);
         let expected = decisive_prefix(case);
         assert_eq!(generated[..expected.len()], expected[..], "{}", row["id"]);
         assert_eq!(row["finish_reason"], "length");
@@ -137,17 +108,8 @@ fn a_missing_model_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"prompt_ids\": [1]}\n").unwrap();
-    let result = prox(&[
-        "generate",
-        "--model",
-        "no/such/model",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        dir.path().join("out.jsonl").to_str().unwrap(),
-    ]);
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let output = dir.path().join("out.jsonl");
+    let stderr = generate("no/such/model", path_str(&input), path_str(&output)).exit_code(2);
     assert!(stderr.contains("no/such/model"), "{stderr}");
 }
 
@@ -187,40 +149,19 @@ fn a_hub_id_is_found_in_the_hugging_face_cache() {
         std::fs::copy(fixture.join(name), snapshot.join(name)).unwrap();
     }
     let (input, output) = one_prompt(dir.path());
-    let args = [
-        "generate",
-        "--model",
-        "gair-prox/tiny-llama",
-        "--input",
-        &input,
-        "--output",
-        &output,
-        "--max-new-tokens",
-        "4",
-    ];
-    let result = prox_with_env(&args, &[("HF_HOME", &home)]);
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let cached = || {
+        generate("gair-prox/tiny-llama", &input, &output)
+            .args(["--max-new-tokens", "4"])
+            .env("HF_HOME", &home)
+    };
+    cached().success();
     let expected = decisive_prefix(&golden_cases()[0]);
-    let got: Vec<u64> = read_rows(Path::new(&output))[0]["generated_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let got = generated_ids(&read_rows(&output)[0]);
     let n = expected.len().min(4);
     assert_eq!(got[..n], expected[..n]);
 
     // With --revision set to a commit that is not there: the error names where it looked.
-    let mut with_revision = args.to_vec();
-    with_revision.extend(["--revision", "v9"]);
-    let result = prox_with_env(&with_revision, &[("HF_HOME", &home)]);
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stderr = cached().args(["--revision", "v9"]).exit_code(2);
     assert!(
         stderr.contains(&repo.join("refs/v9").display().to_string()),
         "{stderr}"
@@ -232,20 +173,10 @@ fn an_uncached_hub_id_names_the_cache_and_says_how_to_download() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("hub-cache");
     let (input, output) = one_prompt(dir.path());
-    let result = prox_with_env(
-        &[
-            "generate",
-            "--model",
-            "gair-prox/web-doc-refining-lm",
-            "--input",
-            &input,
-            "--output",
-            &output,
-        ],
-        &[("HF_HUB_CACHE", &cache), ("HF_HUB_OFFLINE", Path::new("1"))],
-    );
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stderr = generate("gair-prox/web-doc-refining-lm", &input, &output)
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .exit_code(2);
     let looked_in = cache.join("models--gair-prox--web-doc-refining-lm");
     assert!(
         stderr.contains(&looked_in.display().to_string()),
@@ -261,37 +192,16 @@ fn an_uncached_hub_id_names_the_cache_and_says_how_to_download() {
 #[test]
 fn quantized_generation_runs_and_refuses_shapes_the_type_cannot_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let model = prox_test::fixture("tiny-llama");
     let (input, output) = one_prompt(dir.path());
-    let run = |quantize: &str| {
-        prox(&[
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            &input,
-            "--output",
-            &output,
-            "--max-new-tokens",
-            "8",
-            "--quantize",
-            quantize,
-        ])
+    let quantized = |quantize: &str| {
+        generate_tiny(&input, &output).args(["--max-new-tokens", "8", "--quantize", quantize])
     };
-    let result = run("q8_0");
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let rows = read_rows(Path::new(&output));
+    quantized("q8_0").success();
+    let rows = read_rows(&output);
     assert_eq!(rows[0]["generated_tokens"], 8);
 
     // The tiny model's rows of 64 values do not fill a 256-value Q4_K block.
-    let result = run("q4_k");
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stderr = quantized("q4_k").exit_code(2);
     assert!(
         stderr.contains("not a multiple of the 256-value block"),
         "{stderr}"
@@ -301,45 +211,28 @@ fn quantized_generation_runs_and_refuses_shapes_the_type_cannot_hold() {
 #[test]
 fn the_device_flag_takes_cpu_and_refuses_what_this_build_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
-    let model = prox_test::fixture("tiny-llama");
     let (input, output) = one_prompt(dir.path());
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            &input,
-            "--output",
-            &output,
-            "--max-new-tokens",
-            "4",
-        ];
-        args.extend_from_slice(extra);
-        prox(&args)
+        generate_tiny(&input, &output)
+            .args(["--max-new-tokens", "4"])
+            .args(extra)
     };
     for extra in [
         &["--device", "cpu"][..],
         &["--device", "cpu", "--dtype", "f16"],
     ] {
-        let result = run(extra);
-        let stderr = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(result.status.code(), Some(0), "{extra:?}: {stderr}");
-        assert_eq!(read_rows(Path::new(&output))[0]["generated_tokens"], 4);
+        run(extra).success();
+        assert_eq!(read_rows(&output)[0]["generated_tokens"], 4);
     }
 
-    let result = run(&["--device", "gpu"]);
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stderr = run(&["--device", "gpu"]).exit_code(2);
     assert!(
         stderr.contains("expected `cpu`, `cuda` or `cuda:N`"),
         "{stderr}"
     );
 
     if !prox_engine::CUDA_BUILD {
-        let result = run(&["--device", "cuda:1"]);
-        assert_eq!(result.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&result.stderr);
+        let stderr = run(&["--device", "cuda:1"]).exit_code(2);
         assert!(
             stderr.contains("built without the `cuda` feature; rebuild with `--features cuda`"),
             "{stderr}"

@@ -2,37 +2,35 @@
 //! answers, bad input, and `run` with the tiny fixture model (a random model: junk answers,
 //! but the whole pipeline), resumed.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use prox_test::{fixture, read_jsonl};
 use serde_json::Value;
+
+use crate::support::{path_str, prox, read_json, read_rows, tiny_llama, TestCommand};
 
 const AVAILABLE: &str = "gsm8k,minerva_math,svamp,asdiv,mawps,mathqa,mmlu_stem,sat_math";
 const SAMPLES: &str = "test_cot_-1_seed0_t0.0_s0_e-1.jsonl";
 const METRICS: &str = "test_cot_-1_seed0_t0.0_s0_e-1_cot_metrics.json";
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the prox binary runs")
+/// `prox math-eval SUBCOMMAND`, offline: a model is never fetched from the hub here.
+fn math_eval(subcommand: &str) -> TestCommand {
+    prox(["math-eval", subcommand]).env("HF_HUB_OFFLINE", "1")
+}
+
+/// `prox math-eval prompts` of the harness at `data` into `output`.
+fn prompts(data: &str, output: &Path) -> TestCommand {
+    math_eval("prompts").args(["--data", data, "--output", path_str(output)])
+}
+
+/// `prox math-eval grade` of `input` into `output`.
+fn grade(input: &Path, output: &Path) -> TestCommand {
+    math_eval("grade").args(["--input", path_str(input), "--output", path_str(output)])
 }
 
 fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn rows(path: &Path) -> Vec<Value> {
-    text(path)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 fn harness() -> String {
@@ -50,23 +48,11 @@ fn key(row: &Value) -> (String, i64) {
 fn prompts_reproduces_every_golden_prompt_and_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("prompts.jsonl");
-    let output = prox(&[
-        "math-eval",
-        "prompts",
-        "--data",
-        &harness(),
-        "--output",
-        out.to_str().unwrap(),
-        "--tasks",
-        AVAILABLE,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    prompts(&harness(), &out)
+        .args(["--tasks", AVAILABLE])
+        .success();
     let ours: HashMap<(String, i64), Value> =
-        rows(&out).into_iter().map(|r| (key(&r), r)).collect();
+        read_rows(&out).into_iter().map(|r| (key(&r), r)).collect();
     assert_eq!(
         ours.len(),
         1319 + 500 + 1000 + 2215 + 2065 + 1000 + 3018 + 32
@@ -93,20 +79,8 @@ fn grade_reproduces_every_golden_prediction_and_score_and_keeps_other_fields() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("graded.jsonl");
     let golden = fixture("math-eval/answers.jsonl");
-    let output = prox(&[
-        "math-eval",
-        "grade",
-        "--input",
-        golden.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let ours = rows(&out);
+    let stdout = grade(&golden, &out).success();
+    let ours = read_rows(&out);
     let want = read_jsonl(&golden);
     assert_eq!(ours.len(), want.len());
     let mut mismatches = Vec::new();
@@ -124,7 +98,6 @@ fn grade_reproduces_every_golden_prediction_and_score_and_keeps_other_fields() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     // A per-dataset summary on stdout.
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.lines().any(|l| l.starts_with("gsm8k\t120\t")),
         "{stdout}"
@@ -142,24 +115,11 @@ fn grade_takes_a_given_prediction_and_reports_rows_it_cannot_grade() {
     )
     .unwrap();
     let out = dir.path().join("graded.jsonl");
-    let output = prox(&[
-        "math-eval",
-        "grade",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let graded = rows(&out);
+    grade(&input, &out).exit_code(1);
+    let graded = read_rows(&out);
     assert_eq!(graded.len(), 1);
     assert_eq!(graded[0]["score"], Value::Bool(true));
-    let failures = rows(&dir.path().join("graded.failures.jsonl"));
+    let failures = read_rows(dir.path().join("graded.failures.jsonl"));
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0]["line"], 2);
     assert!(
@@ -174,51 +134,24 @@ fn a_missing_harness_or_an_unknown_task_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.jsonl");
     let missing = dir.path().join("no-harness");
-    let output = prox(&[
-        "math-eval",
-        "prompts",
-        "--data",
-        missing.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--tasks",
-        "gsm8k",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = prompts(path_str(&missing), &out)
+        .args(["--tasks", "gsm8k"])
+        .exit_code(2);
     assert!(
         stderr.contains("no-harness") && stderr.contains("does not exist"),
         "{stderr}"
     );
 
-    let output = prox(&[
-        "math-eval",
-        "prompts",
-        "--data",
-        &harness(),
-        "--output",
-        out.to_str().unwrap(),
-        "--tasks",
-        "gsm8k,math",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = prompts(&harness(), &out)
+        .args(["--tasks", "gsm8k,math"])
+        .exit_code(2);
     assert!(
         stderr.contains("unknown dataset `math`") && stderr.contains("sat_math"),
         "{stderr}"
     );
 
     // TabMWP is asked for by default and absent from the fixture harness.
-    let output = prox(&[
-        "math-eval",
-        "prompts",
-        "--data",
-        &harness(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = prompts(&harness(), &out).exit_code(2);
     assert!(stderr.contains("data/tabmwp/test.jsonl"), "{stderr}");
     assert!(!out.exists(), "no partial output");
 }
@@ -227,32 +160,21 @@ fn a_missing_harness_or_an_unknown_task_is_a_clear_error() {
 fn run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let model = fixture("tiny-llama").display().to_string();
-    let args = [
-        "math-eval",
-        "run",
-        "--model",
-        &model,
-        "--data",
-        &harness(),
-        "--output",
-        out.to_str().unwrap(),
-        "--tasks",
-        AVAILABLE,
-        "--max-samples",
-        "2",
-        "--max-new-tokens",
-        "12",
-        "--batch-size",
-        "2",
-    ];
-    let first = prox(&args);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&first.stdout);
+    let model = tiny_llama();
+    let run = || {
+        math_eval("run")
+            .args(["--model", path_str(&model), "--data", &harness()])
+            .args(["--output", path_str(&out), "--tasks", AVAILABLE])
+            .args([
+                "--max-samples",
+                "2",
+                "--max-new-tokens",
+                "12",
+                "--batch-size",
+                "2",
+            ])
+    };
+    let stdout = run().success();
     assert!(
         stdout.starts_with("gsm8k       \tminerva_math\t"),
         "{stdout}"
@@ -264,12 +186,12 @@ fn run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
 
     let mut files = vec![out.join("results.json")];
     for name in AVAILABLE.split(',') {
-        let samples = rows(&out.join(name).join(SAMPLES));
+        let samples = read_rows(out.join(name).join(SAMPLES));
         assert_eq!(samples.len(), 2, "{name}");
         assert!(samples
             .iter()
             .all(|s| s["code"].as_array().unwrap().len() == 1));
-        let metrics: Value = serde_json::from_str(&text(&out.join(name).join(METRICS))).unwrap();
+        let metrics = read_json(out.join(name).join(METRICS));
         assert_eq!(metrics["num_samples"], 2, "{name}");
         files.push(out.join(name).join(SAMPLES));
         files.push(out.join(name).join(METRICS));
@@ -277,13 +199,7 @@ fn run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
     }
     let before: Vec<String> = files.iter().map(|f| text(f)).collect();
 
-    let second = prox(&args);
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(run().success(), stdout);
     let after: Vec<String> = files.iter().map(|f| text(f)).collect();
     assert_eq!(
         before, after,

@@ -1,30 +1,18 @@
 //! `prox prompts` end to end: the golden prompt vectors from the fixture tokenizer, bad input
 //! lines reported and skipped, setup errors with exit status 2.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::Value;
+use crate::support::{prox, read_rows, TestCommand};
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
-fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// `prox prompts` of the documents in `input` into `output`, with `tokenizer`.
+fn prompts(tokenizer: &Path, input: &Path, output: &Path) -> TestCommand {
+    prox(["prompts", "--tokenizer"])
+        .arg(tokenizer)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
 }
 
 #[test]
@@ -54,21 +42,8 @@ fn prompts_of_the_golden_documents_match_for_json_and_model_tokenizers() {
         model_dir.clone(),
     ] {
         let output = dir.path().join("prompts.jsonl");
-        let run = prox(&[
-            "prompts",
-            "--tokenizer",
-            path(&tokenizer),
-            "--input",
-            path(&input),
-            "--output",
-            path(&output),
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let got = read_lines(&output);
+        prompts(&tokenizer, &input, &output).success();
+        let got = read_rows(&output);
         assert_eq!(got.len(), expected.len());
         for ((line, want), got) in expected.iter().zip(&got) {
             assert_eq!(got["id"], *line as u64);
@@ -95,25 +70,10 @@ fn one_stage_writes_only_its_fields() {
         ("doc", vec!["doc_prompt_ids"]),
         ("chunk", vec!["chunks", "chunk_prompts", "chunk_prompt_ids"]),
     ] {
-        let run = prox(&[
-            "prompts",
-            "--tokenizer",
-            path(&tokenizer),
-            "--input",
-            path(&input),
-            "--output",
-            path(&output),
-            "--stage",
-            stage,
-            "--mode",
-            "robust",
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let got = read_lines(&output);
+        prompts(&tokenizer, &input, &output)
+            .args(["--stage", stage, "--mode", "robust"])
+            .success();
+        let got = read_rows(&output);
         let keys: Vec<&str> = got[0]
             .as_object()
             .unwrap()
@@ -135,30 +95,15 @@ fn bad_lines_are_reported_with_file_and_line_and_skipped() {
     .unwrap();
     let output = dir.path().join("out.jsonl");
     let tokenizer = prox_test::fixture("llama2-tokenizer/tokenizer.json");
-    let run = prox(&[
-        "prompts",
-        "--tokenizer",
-        path(&tokenizer),
-        "--input",
-        path(&input),
-        "--output",
-        path(&output),
-    ]);
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "some lines failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = prompts(&tokenizer, &input, &output).exit_code(1);
     for line in [2, 3, 4, 5] {
         assert!(
             stderr.contains(&format!("in.jsonl:{line}")),
             "line {line} not reported:\n{stderr}"
         );
     }
-    assert_eq!(read_lines(&output).len(), 2);
-    let failures = read_lines(&dir.path().join("out.failures.jsonl"));
+    assert_eq!(read_rows(&output).len(), 2);
+    let failures = read_rows(dir.path().join("out.failures.jsonl"));
     let lines: Vec<u64> = failures
         .iter()
         .map(|f| f["line"].as_u64().unwrap())
@@ -173,48 +118,27 @@ fn setup_errors_exit_with_2_and_say_what_is_wrong() {
     std::fs::write(&input, "{\"text\": \"x\"}\n").unwrap();
     let output = dir.path().join("out.jsonl");
 
-    let run = prox(&[
-        "prompts",
-        "--tokenizer",
-        path(dir.path()),
-        "--input",
-        path(&input),
-        "--output",
-        path(&output),
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("no tokenizer.json or tokenizer.model"));
+    let stderr = prompts(dir.path(), &input, &output).exit_code(2);
+    assert!(
+        stderr.contains("no tokenizer.json or tokenizer.model"),
+        "{stderr}"
+    );
 
     let corrupt = dir.path().join("tokenizer.model");
     std::fs::write(&corrupt, b"\x0a\xff\xff\xff").unwrap();
-    let run = prox(&[
-        "prompts",
-        "--tokenizer",
-        path(&corrupt),
-        "--input",
-        path(&input),
-        "--output",
-        path(&output),
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("not a valid SentencePiece model"));
+    let stderr = prompts(&corrupt, &input, &output).exit_code(2);
+    assert!(
+        stderr.contains("not a valid SentencePiece model"),
+        "{stderr}"
+    );
     assert!(
         !output.exists(),
         "no output is left behind on a setup error"
     );
 
     let tokenizer = prox_test::fixture("llama2-tokenizer");
-    let run = prox(&[
-        "prompts",
-        "--tokenizer",
-        path(&tokenizer),
-        "--input",
-        path(&input),
-        "--output",
-        path(&output),
-        "--chat-template",
-        "tokenizer",
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("no chat_template"));
+    let stderr = prompts(&tokenizer, &input, &output)
+        .args(["--chat-template", "tokenizer"])
+        .exit_code(2);
+    assert!(stderr.contains("no chat_template"), "{stderr}");
 }

@@ -1,36 +1,36 @@
 //! `prox refine` end to end: the real binary, the tiny fixture model as both stage models, a
 //! generated corpus in every input format, sharding, and `kill -9` followed by a rerun.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-fn prox_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_prox"));
-    command.args(args).env("PROX_LOG", "warn");
-    for var in [
+use crate::support::{
+    apply, path_str, read_json, read_rows, run_rows as rows, tiny_llama, ServerProcess,
+    TestCommand, CHUNK_STAGE,
+};
+
+/// `prox ARGS` as one task of its own: none of the variables by which a job array or a
+/// Kubernetes indexed job would give it a rank.
+fn prox(args: &[&str]) -> TestCommand {
+    [
         "SLURM_ARRAY_TASK_ID",
         "SLURM_PROCID",
         "JOB_COMPLETION_INDEX",
         "PROX_RANK_OFFSET",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-fn prox(args: &[&str]) -> Output {
-    prox_command(args).output().expect("the prox binary runs")
+    ]
+    .iter()
+    .fold(crate::support::prox(args), |command, var| {
+        command.env_remove(var)
+    })
 }
 
 fn tiny_model() -> String {
-    prox_test::fixture("tiny-llama").display().to_string()
+    tiny_llama().display().to_string()
 }
 
 /// Documents of a few lines each: some long enough to be kept, some of ten words or fewer,
@@ -88,54 +88,21 @@ fn write_corpus(dir: &Path, name: &str, records: &[Value]) -> PathBuf {
 
 const SMALL_MODEL_ARGS: [&str; 4] = ["--doc-max-new-tokens", "8", "--chunk-max-new-tokens", "12"];
 
-fn refine(input: &[&Path], run: &Path, extra: &[&str]) -> Output {
+/// `prox refine` of `input` into the run folder `run` with the tiny model as both stages'
+/// model, then `extra`.
+fn refine(input: &[&Path], run: &Path, extra: &[&str]) -> TestCommand {
     let model = tiny_model();
-    let mut args = vec!["refine", "--doc-model", &model, "--chunk-model", &model];
-    args.extend(SMALL_MODEL_ARGS);
-    args.push("--input");
-    let inputs: Vec<String> = input.iter().map(|p| p.display().to_string()).collect();
-    args.extend(inputs.iter().map(String::as_str));
-    let run = run.display().to_string();
-    args.extend(["--output", &run]);
-    args.extend(extra);
-    prox(&args)
-}
-
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Every row of one kind of part (`output`, `dropped`, `failures`), in run order.
-fn rows(run: &Path, kind: &str) -> Vec<Value> {
-    let dir = run.join(kind);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut parts: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .collect();
-    parts.sort();
-    parts
-        .iter()
-        .flat_map(|part| prox_io::open_records(part).unwrap())
-        .map(|item| Value::Object(item.unwrap().unwrap().fields))
-        .collect()
+    prox(&["refine", "--doc-model", &model, "--chunk-model", &model])
+        .args(SMALL_MODEL_ARGS)
+        .arg("--input")
+        .args(input)
+        .arg("--output")
+        .arg(run)
+        .args(extra)
 }
 
 fn stats(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("stats.json")).unwrap()).unwrap()
+    read_json(run.join("stats.json"))
 }
 
 fn assert_balanced(stats: &Value) {
@@ -177,7 +144,7 @@ fn every_input_format_refines_to_the_same_rows_and_every_document_is_accounted_f
     for name in ["c.jsonl", "c.jsonl.gz", "c.jsonl.zst", "c.parquet"] {
         let input = write_corpus(dir.path(), name, &records);
         let run = dir.path().join(format!("run-{name}"));
-        assert_ok(&refine(&[&input], &run, &[]));
+        refine(&[&input], &run, &[]).success();
         let stats = stats(&run);
         assert_balanced(&stats);
         assert_eq!(stats["documents"]["input"], 14, "{name}");
@@ -220,28 +187,12 @@ fn the_output_is_what_prox_apply_makes_of_the_stored_programs() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_corpus(dir.path(), "c.jsonl", &corpus(14));
     let run = dir.path().join("run");
-    assert_ok(&refine(&[&input], &run, &["--output-format", "jsonl.gz"]));
+    refine(&[&input], &run, &["--output-format", "jsonl.gz"]).success();
     let output = rows(&run, "output");
     assert!(!output.is_empty());
     let applied = dir.path().join("applied.jsonl");
-    let parts = run.join("output").display().to_string();
-    let result = prox(&[
-        "apply",
-        "--stage",
-        "chunk",
-        "--text-field",
-        "doc_content",
-        "--input",
-        &parts,
-        "--output",
-        &applied.display().to_string(),
-    ]);
-    assert_ok(&result);
-    let again: Vec<Value> = std::fs::read_to_string(&applied)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    apply(&CHUNK_STAGE, &run.join("output"), &applied).success();
+    let again = read_rows(&applied);
     assert_eq!(again.len(), output.len());
     for (refined, applied) in output.iter().zip(&again) {
         assert_eq!(refined["text"], applied["text"], "{}", refined["id"]);
@@ -255,24 +206,18 @@ fn tasks_split_the_corpus_and_together_write_what_one_task_writes() {
     let a = write_corpus(dir.path(), "a.jsonl", &records[..12]);
     let b = write_corpus(dir.path(), "b.parquet", &records[12..]);
     let one = dir.path().join("one");
-    assert_ok(&refine(&[&a, &b], &one, &[]));
+    refine(&[&a, &b], &one, &[]).success();
     let three = dir.path().join("three");
     // Small split size: a.jsonl becomes several byte ranges.
-    assert_ok(&refine(
-        &[&a, &b],
-        &three,
-        &["--tasks", "3", "--workers", "2", "--split-size", "300"],
-    ));
-    let plan: Value =
-        serde_json::from_str(&std::fs::read_to_string(three.join("plan.json")).unwrap()).unwrap();
+    let split = ["--tasks", "3", "--workers", "2", "--split-size", "300"];
+    refine(&[&a, &b], &three, &split).success();
+    let plan = read_json(three.join("plan.json"));
     assert!(plan["shards"].as_array().unwrap().len() > 3, "{plan}");
     // Each completion marker is its task's stats (docs/run-folder.md); together they count
     // every document.
     let marked: u64 = (0..3)
         .map(|rank| {
-            let marker =
-                std::fs::read_to_string(three.join(format!("done/task-0000{rank}.json"))).unwrap();
-            let marker: Value = serde_json::from_str(&marker).unwrap();
+            let marker = read_json(three.join(format!("done/task-0000{rank}.json")));
             marker["documents"]["input"].as_u64().unwrap()
         })
         .sum();
@@ -288,28 +233,9 @@ fn tasks_split_the_corpus_and_together_write_what_one_task_writes() {
 
     // One task of the three, as a job array runs it.
     let single = dir.path().join("single");
-    let model = tiny_model();
-    let output = prox_command(&[
-        "refine",
-        "--doc-model",
-        &model,
-        "--chunk-model",
-        &model,
-        "--doc-max-new-tokens",
-        "8",
-        "--chunk-max-new-tokens",
-        "12",
-        "--input",
-        &a.display().to_string(),
-        "--output",
-        &single.display().to_string(),
-        "--tasks",
-        "3",
-    ])
-    .env("SLURM_ARRAY_TASK_ID", "1")
-    .output()
-    .unwrap();
-    assert_ok(&output);
+    refine(&[&a], &single, &["--tasks", "3"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .success();
     assert!(single.join("done/task-00001.json").is_file());
     assert!(!single.join("done/task-00000.json").exists());
     assert!(
@@ -323,26 +249,22 @@ fn a_rerun_with_another_configuration_is_refused_and_dry_run_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_corpus(dir.path(), "c.jsonl", &corpus(6));
     let run = dir.path().join("run");
-    let dry = refine(&[&input], &run, &["--dry-run", "--tasks", "2"]);
-    assert_ok(&dry);
-    let printed = String::from_utf8_lossy(&dry.stdout);
+    let printed = refine(&[&input], &run, &["--dry-run", "--tasks", "2"]).success();
     assert!(
         printed.contains("task 0:") && printed.contains("task 1:"),
         "{printed}"
     );
     assert!(!run.exists(), "--dry-run wrote the run folder");
 
-    assert_ok(&refine(&[&input], &run, &[]));
-    let refused = refine(&[&input], &run, &["--tasks", "2"]);
-    assert_eq!(refused.status.code(), Some(2));
-    let message = String::from_utf8_lossy(&refused.stderr);
+    refine(&[&input], &run, &[]).success();
+    let message = refine(&[&input], &run, &["--tasks", "2"]).exit_code(2);
     assert!(
         message.contains("tasks") && message.contains("--force"),
         "{message}"
     );
     // The same command again is a resume of a finished run: nothing to do.
-    assert_ok(&refine(&[&input], &run, &[]));
-    assert_ok(&refine(&[&input], &run, &["--tasks", "2", "--force"]));
+    refine(&[&input], &run, &[]).success();
+    refine(&[&input], &run, &["--tasks", "2", "--force"]).success();
     assert!(run.join("done/task-00001.json").is_file());
 }
 
@@ -361,18 +283,16 @@ fn a_config_file_gives_the_flags_and_the_command_line_wins() {
     )
     .unwrap();
     let run = dir.path().join("run");
-    let output = prox(&[
+    prox(&[
         "refine",
         "--config",
-        &config.display().to_string(),
+        path_str(&config),
         "--output",
-        &run.display().to_string(),
-        "--tasks",
-        "2",
-    ]);
-    assert_ok(&output);
-    let run_json: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        path_str(&run),
+    ])
+    .args(["--tasks", "2"])
+    .success();
+    let run_json = read_json(run.join("run.json"));
     assert_eq!(run_json["tasks"], 2);
     assert_eq!(run_json["refiner"]["doc_max_new_tokens"], 8);
 }
@@ -395,13 +315,7 @@ fn bad_input_is_accounted_as_failures_naming_file_and_line() {
     std::fs::write(&corrupt, b"PAR1 this is not parquet").unwrap();
 
     let run = dir.path().join("run");
-    let output = refine(&[&good, &cut, &corrupt], &run, &[]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    refine(&[&good, &cut, &corrupt], &run, &[]).exit_code(1);
     let stats = stats(&run);
     assert_balanced(&stats);
     assert_eq!(stats["files"]["failed"], 2);
@@ -446,14 +360,13 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_output() {
     let input = write_corpus(dir.path(), "c.jsonl", &corpus(30));
     let small_commits = ["--batch-size", "2", "--commit-docs", "3"];
     let clean = dir.path().join("clean");
-    assert_ok(&refine(&[&input], &clean, &small_commits));
+    refine(&[&input], &clean, &small_commits).success();
     let expected = (
         rows(&clean, "output"),
         rows(&clean, "dropped"),
         stats(&clean)["documents"].clone(),
     );
 
-    let model = tiny_model();
     // Each kill waits until the run has committed at least this many documents, then a few
     // more milliseconds, so kills land at different points of the run: between commits,
     // while parts are being written, while the checkpoint is being written.
@@ -466,27 +379,9 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_output() {
     .enumerate()
     {
         let run = dir.path().join(format!("killed-{attempt}"));
-        let run_arg = run.display().to_string();
-        let input_arg = input.display().to_string();
-        let mut args = vec![
-            "refine",
-            "--doc-model",
-            &model,
-            "--chunk-model",
-            &model,
-            "--input",
-            &input_arg,
-            "--output",
-            &run_arg,
-        ];
-        args.extend(SMALL_MODEL_ARGS);
-        args.extend(small_commits);
+        let mut command = refine(&[&input], &run, &small_commits);
         for &(committed, extra_ms) in kills {
-            let mut child = prox_command(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = command.spawn(Stdio::null(), Stdio::null());
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             while committed_items(&run) < committed
                 && child.try_wait().unwrap().is_none()
@@ -503,7 +398,7 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_output() {
                 "attempt {attempt}: the run finished before the kill"
             );
         }
-        assert_ok(&prox(&args));
+        command.success();
         assert_eq!(rows(&run, "output"), expected.0, "attempt {attempt}");
         assert_eq!(rows(&run, "dropped"), expected.1, "attempt {attempt}");
         assert_eq!(stats(&run)["documents"], expected.2, "attempt {attempt}");
@@ -517,35 +412,6 @@ fn kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_output() {
     }
 }
 
-/// A running `prox serve` on a free port, killed when dropped.
-struct Server(std::process::Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_tiny_model() -> Server {
-    use std::io::BufRead;
-    let model = tiny_model();
-    let mut child = prox_command(&["serve", "--model", &model, "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    Server(child, address.to_owned())
-}
-
 #[test]
 fn refining_through_a_server_writes_what_the_embedded_engine_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -553,21 +419,14 @@ fn refining_through_a_server_writes_what_the_embedded_engine_writes() {
     let embedded = dir.path().join("embedded");
     // Document stage decoded freely here, scored by `choose` in the embedded run above: the
     // answers must agree.
-    assert_ok(&refine(&[&input], &embedded, &[]));
-    let server = serve_tiny_model();
+    refine(&[&input], &embedded, &[]).success();
+    let server = ServerProcess::start(&["--model", &tiny_model(), "--port", "0"]);
     let served = dir.path().join("served");
-    assert_ok(&refine(
-        &[&input],
-        &served,
-        &[
-            "--backend",
-            "openai",
-            "--endpoint",
-            &server.1,
-            "--max-in-flight",
-            "8",
-        ],
-    ));
+    let endpoint = server.endpoint();
+    let backend = ["--backend", "openai", "--endpoint", &endpoint];
+    refine(&[&input], &served, &backend)
+        .args(["--max-in-flight", "8"])
+        .success();
     assert_eq!(rows(&served, "output"), rows(&embedded, "output"));
     assert_eq!(rows(&served, "dropped"), rows(&embedded, "dropped"));
     let stats = stats(&served);
@@ -580,13 +439,13 @@ fn refining_through_a_server_writes_what_the_embedded_engine_writes() {
     // A server that is not there is an error naming it, before any document is touched.
     drop(server);
     let gone = dir.path().join("gone");
-    let output = refine(
+    let stderr = refine(
         &[&input],
         &gone,
         &["--backend", "openai", "--endpoint", "http://127.0.0.1:9"],
-    );
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:9"));
+    )
+    .exit_code(2);
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
 }
 
 #[test]
@@ -594,21 +453,14 @@ fn report_and_show_read_a_real_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_corpus(dir.path(), "c.jsonl", &corpus(10));
     let run = dir.path().join("run");
-    assert_ok(&refine(&[&input], &run, &[]));
+    refine(&[&input], &run, &[]).success();
     let report = dir.path().join("report.html");
-    assert_ok(&prox(&[
-        "report",
-        &run.display().to_string(),
-        "--output",
-        &report.display().to_string(),
-    ]));
+    prox(&["report", path_str(&run), "--output", path_str(&report)]).success();
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("c.jsonl:1"), "the sample names the documents");
     let kept = rows(&run, "output");
     let id = kept[0]["id"].as_str().unwrap();
-    let shown = prox(&["show", &run.display().to_string(), "--id", id]);
-    assert_ok(&shown);
-    let text = String::from_utf8_lossy(&shown.stdout);
+    let text = prox(&["show", path_str(&run), "--id", id]).success();
     assert!(text.contains(id), "{text}");
 }
 
@@ -617,15 +469,11 @@ fn the_stages_run_as_two_chained_runs_give_the_rows_of_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_corpus(dir.path(), "c.jsonl", &corpus(12));
     let both = dir.path().join("both");
-    assert_ok(&refine(&[&input], &both, &[]));
+    refine(&[&input], &both, &[]).success();
     let doc = dir.path().join("doc");
-    assert_ok(&refine(&[&input], &doc, &["--stages", "doc"]));
+    refine(&[&input], &doc, &["--stages", "doc"]).success();
     let chunk = dir.path().join("chunk");
-    assert_ok(&refine(
-        &[&doc.join("output")],
-        &chunk,
-        &["--stages", "chunk"],
-    ));
+    refine(&[&doc.join("output")], &chunk, &["--stages", "chunk"]).success();
     assert_eq!(rows(&chunk, "output"), rows(&both, "output"));
     let mut dropped = rows(&doc, "dropped");
     dropped.extend(rows(&chunk, "dropped"));

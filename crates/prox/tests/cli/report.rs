@@ -1,24 +1,24 @@
 //! `prox report` and `prox show` end to end, on run folders laid out as `prox refine` writes
 //! them (built here by the contract, with the real executor deciding each document).
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-#[path = "../../prox-report/tests/support/mod.rs"]
-mod support;
+#[path = "../../../prox-report/tests/report/support.rs"]
+#[allow(dead_code)] // prox-report's own tests use the rest
+mod run_folders;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Stdio;
 
-use support::{doc, mixed_docs, stats_for, words, write_run, PartFormat};
+use run_folders::{doc, mixed_docs, stats_for, words, write_run, PartFormat};
 
-fn prox(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_prox"));
-    command.args(args).env("PROX_LOG", "warn");
-    for var in ["CLICOLOR_FORCE", "CLICOLOR", "NO_COLOR"] {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("the prox binary runs")
+use crate::support::{path_str, TestCommand, PROX};
+
+/// `prox ARGS` with the colour the terminal settings of the caller would not decide.
+fn prox(args: &[&str]) -> TestCommand {
+    ["CLICOLOR_FORCE", "CLICOLOR", "NO_COLOR"]
+        .iter()
+        .fold(crate::support::prox(args), |command, var| {
+            command.env_remove(var)
+        })
 }
 
 fn run_folder(dir: &Path) {
@@ -37,24 +37,10 @@ fn report_writes_one_page_with_the_asked_sample() {
     let run = dir.path().join("run");
     run_folder(&run);
     let output = dir.path().join("out").join("report.html");
-    let result = prox(
-        &[
-            "report",
-            run.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--sample",
-            "9",
-            "--seed",
-            "4",
-        ],
-        &[],
-    );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let sample = ["--sample", "9", "--seed", "4"];
+    prox(&["report", path_str(&run), "--output", path_str(&output)])
+        .args(sample)
+        .success();
     let html = std::fs::read_to_string(&output).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert_eq!(html.matches("<article class=\"doc\"").count(), 9);
@@ -64,20 +50,9 @@ fn report_writes_one_page_with_the_asked_sample() {
 
     // The same seed writes the same bytes.
     let again = dir.path().join("again.html");
-    let result = prox(
-        &[
-            "report",
-            run.to_str().unwrap(),
-            "-o",
-            again.to_str().unwrap(),
-            "--sample",
-            "9",
-            "--seed",
-            "4",
-        ],
-        &[],
-    );
-    assert!(result.status.success());
+    prox(&["report", path_str(&run), "-o", path_str(&again)])
+        .args(sample)
+        .success();
     assert_eq!(std::fs::read(&again).unwrap(), html.into_bytes());
 }
 
@@ -87,13 +62,7 @@ fn show_prints_the_diff_plain_when_piped_and_in_colour_when_forced() {
     run_folder(dir.path());
     let run = dir.path().to_str().unwrap();
 
-    let plain = prox(&["show", run, "--id", "edited-1"], &[]);
-    assert!(
-        plain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
-    let text = String::from_utf8(plain.stdout).unwrap();
+    let text = prox(&["show", run, "--id", "edited-1"]).success();
     assert!(!text.contains('\u{1b}'), "no colour when piped: {text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "edited-1  modified");
@@ -117,11 +86,9 @@ fn show_prints_the_diff_plain_when_piped_and_in_colour_when_forced() {
         "{text}"
     );
 
-    let coloured = prox(
-        &["show", run, "--id", "edited-1"],
-        &[("CLICOLOR_FORCE", "1")],
-    );
-    let coloured = String::from_utf8(coloured.stdout).unwrap();
+    let coloured = prox(&["show", run, "--id", "edited-1"])
+        .env("CLICOLOR_FORCE", "1")
+        .success();
     assert!(coloured.contains("\u{1b}["), "colour when forced");
 }
 
@@ -134,12 +101,11 @@ fn show_and_status_into_a_closed_pipe_end_quietly() {
         vec!["show", run, "--id", "edited-1"],
         vec!["status", run, "--tasks", "2"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prox"))
+        // At the default log level: any line that speaks of an error shows.
+        let mut child = TestCommand::new(PROX)
             .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .env_remove("PROX_LOG")
+            .spawn(Stdio::piped(), Stdio::piped());
         // The reader goes away before `prox` has read the run, as `| head` does after its lines.
         drop(child.stdout.take());
         let output = child.wait_with_output().unwrap();
@@ -160,11 +126,9 @@ fn show_makes_a_hostile_document_harmless_to_the_terminal() {
         &[doc("escape", &raw, "keep_doc()", "untouch_doc()")],
         PartFormat::JsonlGz,
     );
-    let result = prox(
-        &["show", dir.path().to_str().unwrap(), "--id", "escape"],
-        &[("CLICOLOR_FORCE", "1")],
-    );
-    let text = String::from_utf8(result.stdout).unwrap();
+    let text = prox(&["show", path_str(dir.path()), "--id", "escape"])
+        .env("CLICOLOR_FORCE", "1")
+        .success();
     assert!(
         text.contains("\\u{1b}]0;owned\\u{7}\\u{1b}[2Jcalm0"),
         "{text}"
@@ -176,23 +140,12 @@ fn show_makes_a_hostile_document_harmless_to_the_terminal() {
 fn an_unknown_id_or_a_folder_that_is_no_run_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     run_folder(dir.path());
-    let result = prox(&["show", dir.path().to_str().unwrap(), "--id", "nope"], &[]);
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stderr = prox(&["show", path_str(dir.path()), "--id", "nope"]).exit_code(2);
     assert!(stderr.contains("no document `nope`"), "{stderr}");
 
     let empty = tempfile::tempdir().unwrap();
     let output = empty.path().join("r.html");
-    let result = prox(
-        &[
-            "report",
-            empty.path().to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(result.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&result.stderr).contains("is not a run folder"));
+    let stderr = prox(&["report", path_str(empty.path()), "-o", path_str(&output)]).exit_code(2);
+    assert!(stderr.contains("is not a run folder"), "{stderr}");
     assert!(!output.exists());
 }

@@ -3,102 +3,36 @@
 //! nothing; SIGTERM finishes or refuses every request explicitly; bad requests get
 //! OpenAI-shaped errors.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prox_client::{Client, ClientError, ClientOptions, CompletionRequest, PromptFormat};
 use serde_json::{json, Value};
 
-/// A running `prox serve`, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
+use crate::support::{
+    path_str, prox, read_rows, tiny_llama, tiny_llama_golden_cases, write_rows, ServerProcess,
+};
 
-impl ServerProcess {
-    fn start(port: u16, extra: &[&str]) -> ServerProcess {
-        let model = prox_test::fixture("tiny-llama");
-        let port = port.to_string();
-        let mut args = vec![
-            "serve",
-            "--model",
-            model.to_str().unwrap(),
-            "--served-model-name",
-            "tiny",
-            "--port",
-            &port,
-        ];
-        args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prox"))
-            .args(&args)
-            .env("PROX_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("prox serve says where it listens");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        ServerProcess { child, addr }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; its status code.
-    fn wait(mut self, limit: Duration) -> Option<i32> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(started.elapsed() < limit, "the server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `prox serve` of the tiny model, named `tiny`, on `port` (0: any free one), then `extra`.
+fn serve_tiny(port: u16, extra: &[&str]) -> ServerProcess {
+    let model = tiny_llama();
+    let port = port.to_string();
+    let mut args = vec![
+        "--model",
+        path_str(&model),
+        "--served-model-name",
+        "tiny",
+        "--port",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
 }
 
 fn golden_prompts() -> Vec<Vec<u32>> {
-    let path = prox_test::fixture("tiny-llama/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    golden["cases"]
-        .as_array()
-        .unwrap()
+    tiny_llama_golden_cases()
         .iter()
         .map(|case| {
             case["prompt_ids"]
@@ -126,14 +60,6 @@ fn client(endpoint: String, format: PromptFormat, in_flight: usize) -> Client {
     .unwrap()
 }
 
-fn read_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 #[test]
 fn the_client_against_prox_serve_equals_prox_generate() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,26 +70,21 @@ fn the_client_against_prox_serve_equals_prox_generate() {
         "<s>[INST] Hi [/INST]",
     ];
     let input = dir.path().join("prompts.jsonl");
-    let lines: Vec<String> = ids
+    let prompts: Vec<Value> = ids
         .iter()
-        .map(|p| json!({"prompt_ids": p}).to_string())
-        .chain(texts.iter().map(|t| json!({"prompt": t}).to_string()))
+        .map(|p| json!({"prompt_ids": p}))
+        .chain(texts.iter().map(|t| json!({"prompt": t})))
         .collect();
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    write_rows(&input, &prompts);
     let output = dir.path().join("generated.jsonl");
-    let model = prox_test::fixture("tiny-llama");
-    let generate = Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(["generate", "--model", model.to_str().unwrap()])
-        .args(["--input", input.to_str().unwrap()])
-        .args(["--output", output.to_str().unwrap()])
+    let model = tiny_llama();
+    prox(["generate", "--model", path_str(&model)])
+        .args(["--input", path_str(&input), "--output", path_str(&output)])
         .args(["--max-new-tokens", "24", "--batch-size", "3"])
-        .env("PROX_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(generate.status.success(), "{generate:?}");
+        .success();
     let expected = read_rows(&output);
 
-    let server = ServerProcess::start(0, &["--max-batch", "4"]);
+    let server = serve_tiny(0, &["--max-batch", "4"]);
     let by_ids = client(server.endpoint(), PromptFormat::TokenIds, 8);
     assert_eq!(by_ids.model(), "tiny");
     let id_requests: Vec<CompletionRequest> = ids
@@ -221,7 +142,7 @@ fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
             }
         })
         .collect();
-    let server = ServerProcess::start(0, &["--max-batch", "4"]);
+    let server = serve_tiny(0, &["--max-batch", "4"]);
     let port = server.addr.port();
     let client = Arc::new(client(server.endpoint(), PromptFormat::TokenIds, 4));
     let clean = client.complete(&requests);
@@ -241,7 +162,7 @@ fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     server.signal("KILL");
     drop(server);
     std::thread::sleep(Duration::from_millis(200));
-    let _restarted = ServerProcess::start(port, &["--max-batch", "4"]);
+    let _restarted = serve_tiny(port, &["--max-batch", "4"]);
     let results = running.join().unwrap();
     let texts: Vec<String> = results
         .into_iter()
@@ -256,7 +177,7 @@ fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
 
 #[test]
 fn sigterm_finishes_the_running_batch_refuses_the_queue_and_exits_cleanly() {
-    let server = ServerProcess::start(0, &["--max-batch", "2"]);
+    let server = serve_tiny(0, &["--max-batch", "2"]);
     let client = Arc::new(
         Client::connect(ClientOptions {
             endpoint: server.endpoint(),
@@ -341,7 +262,7 @@ fn error_message(body: &str) -> String {
 
 #[test]
 fn the_endpoints_answer_as_openai_servers_do_and_refuse_bad_requests() {
-    let server = ServerProcess::start(0, &["--max-body-bytes", "4096"]);
+    let server = serve_tiny(0, &["--max-body-bytes", "4096"]);
     let addr = server.addr;
     let (status, body) = http(addr, "GET", "/health", "");
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
@@ -423,7 +344,7 @@ fn the_endpoints_answer_as_openai_servers_do_and_refuse_bad_requests() {
 
 #[test]
 fn a_full_queue_is_answered_503() {
-    let server = ServerProcess::start(0, &["--max-queue", "1", "--max-batch", "1"]);
+    let server = serve_tiny(0, &["--max-queue", "1", "--max-batch", "1"]);
     let addr = server.addr;
     let golden = golden_prompts();
     let request = json!({"prompt": golden[3], "max_tokens": 150}).to_string();

@@ -5,14 +5,14 @@
 //!
 //! These tests fail, rather than skip, when Slurm is missing or not up.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::support::{path_str, prox, read_json, run_rows as rows, tiny_llama, TestCommand, PROX};
 
 /// The tests share the cluster's two CPUs: one at a time.
 static CLUSTER: Mutex<()> = Mutex::new(());
@@ -20,26 +20,6 @@ static CLUSTER: Mutex<()> = Mutex::new(());
 const TASKS: u32 = 4;
 /// A task's generous limit on a loaded 2-core machine (the runs take seconds).
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "warn")
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn prox_ok(args: &[&str]) -> String {
-    let output = prox(args);
-    assert!(
-        output.status.success(),
-        "prox {args:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// Panics with the way to start Slurm when it is not installed or not up.
 fn require_cluster() {
@@ -102,10 +82,10 @@ fn write_corpus(dir: &Path, per_file: usize) -> PathBuf {
 
 /// The refine arguments of every run here: the tiny fixture model for both stages.
 fn refine_args(corpus: &Path) -> Vec<String> {
-    let model = prox_test::fixture("tiny-llama").display().to_string();
+    let model = tiny_llama().display().to_string();
     [
         "--input",
-        &corpus.display().to_string(),
+        path_str(corpus),
         "--id-field",
         "id",
         "--doc-model",
@@ -121,27 +101,28 @@ fn refine_args(corpus: &Path) -> Vec<String> {
     .to_vec()
 }
 
-fn submit(run_dir: &Path, first: Option<&Path>) -> String {
-    let run = run_dir.display().to_string();
-    let mut args: Vec<String> = ["slurm", "submit", "--output", &run]
-        .map(str::to_owned)
-        .to_vec();
-    if let Some(corpus) = first {
-        args.extend(
-            ["--tasks", &TASKS.to_string(), "--cpus-per-task", "1", "--"].map(str::to_owned),
-        );
-        args.extend(refine_args(corpus));
-    }
-    prox_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+fn submit_command(run_dir: &Path) -> TestCommand {
+    prox(["slurm", "submit", "--output", path_str(run_dir)])
+}
+
+/// The first `prox slurm submit` of a run: a task a corpus file, `extra` (before `--`), the
+/// refine arguments; its stdout.
+fn submit(run_dir: &Path, corpus: &Path, extra: &[&str]) -> String {
+    submit_command(run_dir)
+        .args(["--tasks", &TASKS.to_string(), "--cpus-per-task", "1"])
+        .args(extra)
+        .arg("--")
+        .args(refine_args(corpus))
+        .success()
+}
+
+/// `prox slurm submit` of a run submitted before: the tasks not complete again; its stdout.
+fn resubmit(run_dir: &Path) -> String {
+    submit_command(run_dir).success()
 }
 
 fn status_json(run_dir: &Path) -> Value {
-    serde_json::from_str(&prox_ok(&[
-        "status",
-        "--json",
-        &run_dir.display().to_string(),
-    ]))
-    .unwrap()
+    serde_json::from_str(&prox(["status", "--json", path_str(run_dir)]).success()).unwrap()
 }
 
 fn ranks(stage: &Value, key: &str) -> Vec<u64> {
@@ -194,9 +175,7 @@ fn squeue() -> String {
 }
 
 fn job_ids(run_dir: &Path) -> Vec<String> {
-    let jobs: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("slurm/jobs.json")).unwrap())
-            .unwrap();
+    let jobs = read_json(run_dir.join("slurm/jobs.json"));
     jobs["jobs"]
         .as_array()
         .unwrap()
@@ -205,39 +184,9 @@ fn job_ids(run_dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every row of the run's `output/`, `dropped/` and `failures/` parts, in the contract's
-/// order (by task, then by part).
-fn rows(run_dir: &Path, folder: &str) -> Vec<Value> {
-    let dir = run_dir.join(folder);
-    if !dir.exists() {
-        return Vec::new();
-    }
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .collect();
-    parts.sort();
-    let mut rows = Vec::new();
-    for part in parts {
-        for record in prox_io::open_records(&part).unwrap() {
-            let record = record.unwrap().unwrap();
-            rows.push(Value::Object(record.fields));
-        }
-    }
-    rows
-}
-
 /// The merged stats' counts, without timings and rates (which differ between any two runs).
 fn stats_counts(run_dir: &Path) -> Value {
-    let stats: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("stats.json")).unwrap())
-            .unwrap();
+    let stats = read_json(run_dir.join("stats.json"));
     let mut counts = serde_json::Map::new();
     for key in [
         "documents",
@@ -258,19 +207,16 @@ fn stats_counts(run_dir: &Path) -> Value {
 /// The same run on this machine, one worker, no Slurm.
 fn local_run(dir: &Path, corpus: &Path) -> PathBuf {
     let local = dir.join("local");
-    let mut args: Vec<String> = [
+    prox([
         "refine",
         "--output",
-        &local.display().to_string(),
+        path_str(&local),
         "--tasks",
         &TASKS.to_string(),
-        "--workers",
-        "1",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(refine_args(corpus));
-    prox_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ])
+    .args(["--workers", "1"])
+    .args(refine_args(corpus))
+    .success();
     local
 }
 
@@ -303,7 +249,7 @@ fn a_job_array_gives_the_output_of_one_worker_and_status_follows_it() {
     let corpus = write_corpus(dir.path(), 6);
     let run_dir = dir.path().join("run");
 
-    let submitted = submit(&run_dir, Some(&corpus));
+    let submitted = submit(&run_dir, &corpus, &[]);
     assert!(submitted.contains("submitted job"), "{submitted}");
     // The test cluster's MaxArraySize (3, scripts/slurm-local.sh) splits the array in two.
     if max_array_size() < TASKS {
@@ -313,7 +259,7 @@ fn a_job_array_gives_the_output_of_one_worker_and_status_follows_it() {
         assert!(submitted.contains("(array 0-3, 4 tasks)"), "{submitted}");
     }
     let script = std::fs::read_to_string(run_dir.join("slurm/all.sbatch")).unwrap();
-    assert!(script.contains(env!("CARGO_BIN_EXE_prox")), "{script}");
+    assert!(script.contains(PROX), "{script}");
 
     // During the run: every task is accounted for, none failed.
     let seen = wait_for_run(&run_dir);
@@ -336,7 +282,7 @@ fn a_job_array_gives_the_output_of_one_worker_and_status_follows_it() {
     let after = status_json(&run_dir);
     assert_eq!(ranks(&after["stages"][0], "completed"), vec![0, 1, 2, 3]);
     assert_eq!(after["stats"]["documents"]["input"], 24);
-    let text = prox_ok(&["status", &run_dir.display().to_string()]);
+    let text = prox(["status", path_str(&run_dir)]).success();
     assert!(
         text.contains("4 completed, 0 running, 0 pending, 0 failed"),
         "{text}"
@@ -348,7 +294,7 @@ fn a_job_array_gives_the_output_of_one_worker_and_status_follows_it() {
 
     // Submitting a complete run submits nothing.
     let jobs = job_ids(&run_dir);
-    let again = submit(&run_dir, None);
+    let again = resubmit(&run_dir);
     assert!(again.contains("nothing to submit"), "{again}");
     assert_eq!(job_ids(&run_dir), jobs);
 
@@ -367,7 +313,7 @@ fn a_cancelled_task_is_the_only_one_submitted_again() {
     let run_dir = dir.path().join("run");
     let victim = 1u32;
 
-    submit(&run_dir, Some(&corpus));
+    submit(&run_dir, &corpus, &[]);
     let job = job_ids(&run_dir)[0].clone();
     let task = format!("{job}_{victim}");
     // Cancels the task as soon as it has started (its model is not even loaded then), so that
@@ -402,7 +348,7 @@ fn a_cancelled_task_is_the_only_one_submitted_again() {
         "{broken:#}"
     );
     assert_eq!(ranks(stage, "completed"), vec![0, 2, 3]);
-    let text = prox_ok(&["status", &run_dir.display().to_string()]);
+    let text = prox(["status", path_str(&run_dir)]).success();
     assert!(
         text.contains(&format!("failed: task {victim} (job {job}")),
         "{text}"
@@ -422,7 +368,7 @@ fn a_cancelled_task_is_the_only_one_submitted_again() {
         .collect();
 
     // Repair: only the cancelled task runs again.
-    let repaired = submit(&run_dir, None);
+    let repaired = resubmit(&run_dir);
     assert!(
         repaired.contains(&format!("array {victim}, 1 tasks")),
         "{repaired}"
@@ -461,31 +407,10 @@ fn each_task_serves_its_model_with_a_launched_server() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = write_corpus(dir.path(), 2);
     let run_dir = dir.path().join("run");
-    let run = run_dir.display().to_string();
     // `prox serve` stands in for vLLM: the same OpenAI-compatible `/v1/models` and completions.
-    let server = format!(
-        "{} serve --model {{model}} --port {{port}}",
-        env!("CARGO_BIN_EXE_prox")
-    );
-    let mut args: Vec<String> = [
-        "slurm",
-        "submit",
-        "--output",
-        &run,
-        "--tasks",
-        &TASKS.to_string(),
-        "--cpus-per-task",
-        "1",
-        "--server-ready-timeout",
-        "120",
-        "--launch-server",
-        &server,
-        "--",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(refine_args(&corpus));
-    prox_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = format!("{PROX} serve --model {{model}} --port {{port}}");
+    let launch = ["--server-ready-timeout", "120", "--launch-server", &server];
+    submit(&run_dir, &corpus, &launch);
     wait_for_run(&run_dir);
     let status = status_json(&run_dir);
     assert_eq!(

@@ -1,27 +1,46 @@
 //! `prox tokenize` end to end, as a real process.
 
-#![allow(clippy::unwrap_used)] // a test fails loudly on any unexpected error
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::support::{path_str, prox, read_json, read_rows, TestCommand};
 
 fn tokenizer() -> String {
     prox_test::fixture("llama2-tokenizer").display().to_string()
+}
+
+/// `prox tokenize` of `input` into the folder `output` with `tokenizer`, in chunks of
+/// `chunk_size` tokens.
+fn tokenize(tokenizer: &str, input: &Path, output: &Path, chunk_size: &str) -> TestCommand {
+    prox(["tokenize", "--tokenizer", tokenizer])
+        .args(["--input", path_str(input), "--output", path_str(output)])
+        .args(["--chunk-size", chunk_size])
+}
+
+/// Packs the packing fixture's documents as the reference did (`train_web_0`, chunks of
+/// 4096) with `tokenizer` into `out`, and checks that it wrote the reference's files, byte
+/// for byte, and no other; its stdout.
+fn pack_like_the_reference(tokenizer: &str, out: &Path) -> String {
+    let stdout = tokenize(
+        tokenizer,
+        &prox_test::fixture("packed/input.jsonl"),
+        out,
+        "4096",
+    )
+    .args(["--prefix", "train_web_0"])
+    .success();
+    let fixtures = prox_test::fixture("packed");
+    let expected = bin_names(&fixtures);
+    assert_eq!(expected.len(), 14);
+    assert_eq!(bin_names(out), expected, "no missing and no extra file");
+    let differing: Vec<&String> = expected
+        .iter()
+        .filter(|n| std::fs::read(out.join(n)).unwrap() != std::fs::read(fixtures.join(n)).unwrap())
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "files differing from the reference: {differing:?}"
+    );
+    stdout
 }
 
 fn bin_names(dir: &Path) -> Vec<String> {
@@ -35,54 +54,15 @@ fn bin_names(dir: &Path) -> Vec<String> {
 }
 
 fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
+    read_json(dir.join("summary.json"))
 }
 
 #[test]
 fn tokenizing_the_fixture_reproduces_the_reference_files_byte_for_byte() {
     let out = tempfile::tempdir().unwrap();
-    let input = prox_test::fixture("packed/input.jsonl");
-    let output = prox(&[
-        "tokenize",
-        "--tokenizer",
-        &tokenizer(),
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(out.path()),
-        "--chunk-size",
-        "4096",
-        "--prefix",
-        "train_web_0",
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = pack_like_the_reference(&tokenizer(), out.path());
 
-    let fixtures = prox_test::fixture("packed");
-    let expected = bin_names(&fixtures);
-    assert_eq!(expected.len(), 14);
-    assert_eq!(
-        bin_names(out.path()),
-        expected,
-        "no missing and no extra file"
-    );
-    let differing: Vec<&String> = expected
-        .iter()
-        .filter(|n| {
-            std::fs::read(out.path().join(n)).unwrap() != std::fs::read(fixtures.join(n)).unwrap()
-        })
-        .collect();
-    assert!(
-        differing.is_empty(),
-        "files differing from the reference: {differing:?}"
-    );
-
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap())
-            .unwrap();
+    let reference = read_json(prox_test::fixture("packed/expected.json"));
     let s = summary(out.path());
     assert_eq!(s["tokens"], reference["total_tokens_added"]);
     assert_eq!(s["files_written"], reference["files_written"]);
@@ -93,7 +73,10 @@ fn tokenizing_the_fixture_reproduces_the_reference_files_byte_for_byte() {
     assert_eq!(s["documents"], 200);
     assert_eq!(s["documents_empty"], 38);
     assert_eq!(s["documents_failed"], 0);
-    assert!(stdout(&output).contains("200 documents: 162 packed, 38 empty (skipped), 0 failed"));
+    assert!(
+        stdout.contains("200 documents: 162 packed, 38 empty (skipped), 0 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -119,19 +102,9 @@ fn bad_records_are_counted_written_to_failures_and_the_run_goes_on() {
     .unwrap();
     let out = dir.path().join("out");
 
-    let output = prox(&[
-        "tokenize",
-        "--tokenizer",
-        &tokenizer(),
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&out),
-        "--chunk-size",
-        "8",
-        "--write-remainder",
-    ]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    tokenize(&tokenizer(), &input, &out, "8")
+        .arg("--write-remainder")
+        .exit_code(1);
 
     let s = summary(&out);
     assert_eq!(s["documents"], 10);
@@ -141,11 +114,7 @@ fn bad_records_are_counted_written_to_failures_and_the_run_goes_on() {
     );
     assert_eq!(s["documents_empty"], 1);
     assert_eq!(s["documents_failed"], 6);
-    let failures: Vec<serde_json::Value> = std::fs::read_to_string(out.join("failures.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let failures = read_rows(out.join("failures.jsonl"));
     let lines: Vec<u64> = failures
         .iter()
         .map(|f| f["line"].as_u64().unwrap())
@@ -177,9 +146,7 @@ fn bad_records_are_counted_written_to_failures_and_the_run_goes_on() {
     assert_eq!(padding, names.len() as u64 * 8 - tokens);
 
     let last = out.join(names.last().unwrap());
-    let inspected = prox(&["tokenize", "--inspect", path_str(&last)]);
-    assert_eq!(inspected.status.code(), Some(0), "{}", stderr(&inspected));
-    let report = stdout(&inspected);
+    let report = prox(["tokenize", "--inspect", path_str(&last)]).success();
     assert!(report.contains("dtype:      uint16 (code 8)"), "{report}");
     assert!(report.contains("tokens:     8\n"), "{report}");
     assert!(
@@ -201,22 +168,10 @@ fn several_workers_write_their_own_prefixes_deterministically() {
     }
     let tokenizer = tokenizer();
     let run = |out: &PathBuf, extra: &[&str]| {
-        let mut args = vec![
-            "tokenize",
-            "--tokenizer",
-            &tokenizer,
-            "--input",
-            path_str(&input),
-            "--output",
-            path_str(out),
-            "--chunk-size",
-            "1000",
-            "--workers",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        let output = prox(&args);
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        tokenize(&tokenizer, &input, out, "1000")
+            .args(["--workers", "2"])
+            .args(extra)
+            .success();
     };
     let first = dir.path().join("first");
     let second = dir.path().join("second");
@@ -246,20 +201,9 @@ fn several_workers_write_their_own_prefixes_deterministically() {
 
     // Worker 1 alone, with one worker, writes what it wrote among two.
     let alone = dir.path().join("alone");
-    let output = prox(&[
-        "tokenize",
-        "--tokenizer",
-        &tokenizer,
-        "--input",
-        path_str(&input.join("part2.jsonl")),
-        "--output",
-        path_str(&alone),
-        "--chunk-size",
-        "1000",
-        "--prefix",
-        "train_web_1",
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    tokenize(&tokenizer, &input.join("part2.jsonl"), &alone, "1000")
+        .args(["--prefix", "train_web_1"])
+        .success();
     for name in bin_names(&alone) {
         assert_eq!(
             std::fs::read(alone.join(&name)).unwrap(),
@@ -277,37 +221,19 @@ fn a_rerun_into_the_same_folder_is_refused() {
         "{\"text\": \"one two three four five six\"}\n".repeat(10),
     )
     .unwrap();
-    let args = [
-        "tokenize",
-        "--tokenizer",
-        &tokenizer(),
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(dir.path()),
-        "--chunk-size",
-        "4",
-    ];
-    assert_eq!(prox(&args).status.code(), Some(0));
-    let again = prox(&args);
-    assert_eq!(again.status.code(), Some(2));
-    assert!(stderr(&again).contains("hint:"), "{}", stderr(&again));
+    let tokenizer = tokenizer();
+    let into_dir = || tokenize(&tokenizer, &input, dir.path(), "4");
+    into_dir().success();
+    let stderr = into_dir().exit_code(2);
+    assert!(stderr.contains("hint:"), "{stderr}");
 }
 
 #[test]
 fn inspect_decodes_a_range_and_refuses_a_corrupt_file() {
     let file = prox_test::fixture("packed/train_web_0_0000000000.bin");
-    let output = prox(&[
-        "tokenize",
-        "--inspect",
-        path_str(&file),
-        "--tokenizer",
-        &tokenizer(),
-        "--range",
-        "0..12",
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let report = stdout(&output);
+    let report = prox(["tokenize", "--inspect", path_str(&file)])
+        .args(["--tokenizer", &tokenizer(), "--range", "0..12"])
+        .success();
     assert!(report.contains("chunk size: 4096 tokens"), "{report}");
     assert!(report.contains("range:      0..12"), "{report}");
     assert!(
@@ -320,13 +246,8 @@ fn inspect_decodes_a_range_and_refuses_a_corrupt_file() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[15] = 42;
     std::fs::write(&bad, &bytes).unwrap();
-    let output = prox(&["tokenize", "--inspect", path_str(&bad)]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("bad.bin has dtype code 42"),
-        "{}",
-        stderr(&output)
-    );
+    let stderr = prox(["tokenize", "--inspect", path_str(&bad)]).exit_code(2);
+    assert!(stderr.contains("bad.bin has dtype code 42"), "{stderr}");
 }
 
 #[test]
@@ -341,28 +262,5 @@ fn a_model_folder_with_only_tokenizer_model_packs_the_same_files() {
         )
         .unwrap();
     }
-    let out = dir.path().join("out");
-    let output = prox(&[
-        "tokenize",
-        "--tokenizer",
-        path_str(&model),
-        "--input",
-        path_str(&prox_test::fixture("packed/input.jsonl")),
-        "--output",
-        path_str(&out),
-        "--chunk-size",
-        "4096",
-        "--prefix",
-        "train_web_0",
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let fixtures = prox_test::fixture("packed");
-    let expected = bin_names(&fixtures);
-    assert_eq!(bin_names(&out), expected);
-    for name in &expected {
-        assert!(
-            std::fs::read(out.join(name)).unwrap() == std::fs::read(fixtures.join(name)).unwrap(),
-            "{name} differs from the reference"
-        );
-    }
+    pack_like_the_reference(path_str(&model), &dir.path().join("out"));
 }

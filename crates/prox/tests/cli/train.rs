@@ -2,27 +2,11 @@
 //! fixture, writes checkpoints that `prox generate` loads, a metrics log and a loss curve,
 //! and refuses to overwrite a run unless resuming.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+use crate::support::{path_str, read_rows, tiny_llama, TestCommand};
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use serde_json::Value;
-
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "info")
-        .output()
-        .expect("the prox binary runs")
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// `prox ARGS` logging at the info level, where training reports its steps.
+fn prox(args: &[&str]) -> TestCommand {
+    crate::support::prox(args).env("PROX_LOG", "info")
 }
 
 #[test]
@@ -30,7 +14,7 @@ fn train_checkpoints_a_model_that_generate_loads_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let packed = prox_test::fixture("packed");
-    let model = prox_test::fixture("tiny-llama");
+    let model = tiny_llama();
     let config = model.join("config.json");
     let common = [
         "train",
@@ -61,13 +45,8 @@ fn train_checkpoints_a_model_that_generate_loads_and_resume_continues() {
         "--eval-iters",
         "2",
     ];
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = common.iter().chain(extra).copied().collect();
-        prox(&args)
-    };
-    let result = run(&["--max-steps", "3"]);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    let run = |extra: &[&str]| prox(&common).args(extra);
+    let stderr = run(&["--max-steps", "3"]).success_stderr();
     assert!(
         stderr.contains("step 3/3") && stderr.contains("tokens/s"),
         "{stderr}"
@@ -88,20 +67,16 @@ fn train_checkpoints_a_model_that_generate_loads_and_resume_continues() {
     assert!(svg.starts_with("<svg"));
 
     // Without --resume a run folder with checkpoints is left alone.
-    let refused = run(&["--max-steps", "3"]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    let refused = run(&["--max-steps", "3"]).exit_code(2);
+    assert!(refused.contains("--resume"), "{refused}");
 
     // A changed recipe cannot resume; the same one continues where the checkpoint ends.
-    let changed = run(&["--max-steps", "3", "--resume", "--seed", "7"]);
-    assert_eq!(changed.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&changed.stderr).contains("seed"));
-    let resumed = run(&["--max-steps", "3", "--resume"]);
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    let changed = run(&["--max-steps", "3", "--resume", "--seed", "7"]).exit_code(2);
+    assert!(changed.contains("seed"), "{changed}");
+    let stderr = run(&["--max-steps", "3", "--resume"]).success_stderr();
     assert!(stderr.contains("resuming from"), "{stderr}");
 
-    let metrics = lines(&out.join("metrics.jsonl"));
+    let metrics = read_rows(out.join("metrics.jsonl"));
     let steps: Vec<u64> = metrics
         .iter()
         .filter(|m| m.get("loss").is_some())
@@ -120,46 +95,33 @@ fn train_checkpoints_a_model_that_generate_loads_and_resume_continues() {
     let prompts = dir.path().join("prompts.jsonl");
     std::fs::write(&prompts, "{\"prompt\": \"The refined corpus\"}\n").unwrap();
     let generated = dir.path().join("generated.jsonl");
-    let result = prox(&[
+    prox(&[
         "generate",
         "--model",
-        step3.to_str().unwrap(),
+        path_str(&step3),
         "--input",
-        prompts.to_str().unwrap(),
-        "--output",
-        generated.to_str().unwrap(),
-        "--max-new-tokens",
-        "4",
-    ]);
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert_eq!(lines(&generated)[0]["generated_tokens"], 4);
+        path_str(&prompts),
+    ])
+    .args(["--output", path_str(&generated), "--max-new-tokens", "4"])
+    .success();
+    assert_eq!(read_rows(&generated)[0]["generated_tokens"], 4);
 }
 
 #[test]
 fn a_sequence_longer_than_the_context_is_refused_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let packed = prox_test::fixture("packed");
-    let model = prox_test::fixture("tiny-llama");
-    let result = prox(&[
+    let run = dir.path().join("run");
+    let stderr = prox(&[
         "train",
         "--data",
-        packed.to_str().unwrap(),
+        path_str(&packed),
         "--out",
-        dir.path().join("run").to_str().unwrap(),
-        "--init-from",
-        model.to_str().unwrap(),
-        "--seq-len",
-        "4096",
-        "--max-steps",
-        "1",
-    ]);
-    assert_eq!(result.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&result.stderr);
+        path_str(&run),
+    ])
+    .args(["--init-from", path_str(&tiny_llama())])
+    .args(["--seq-len", "4096", "--max-steps", "1"])
+    .exit_code(2);
     assert!(
         stderr.contains("exceeds the model's context of 2048"),
         "{stderr}"

@@ -2,24 +2,22 @@
 //! report, every line of every chunk counted, rows of the other stage skipped, and a row
 //! that is not an example named by file and line.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn prox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prox"))
-        .args(args)
-        .env("PROX_LOG", "warn")
-        .output()
-        .unwrap()
-}
+use crate::support::{path_str, prox, read_json, tiny_llama, write_rows, TestCommand};
 
-fn write_rows(path: &Path, rows: &[Value]) {
-    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
-    std::fs::write(path, text).unwrap();
+/// `prox validate` of the tiny model's `stage` programs on the examples in `data`, the report
+/// written to `output`.
+fn validate(stage: &str, data: &Path, output: &Path) -> TestCommand {
+    let model = tiny_llama();
+    prox(["validate", "--stage", stage, "--model", path_str(&model)]).args([
+        "--data",
+        path_str(data),
+        "--output",
+        path_str(output),
+    ])
 }
 
 fn chunk_row(id: usize, first_line: usize, text: &str, target: &str) -> Value {
@@ -57,25 +55,12 @@ fn validate_reports_line_wise_f1_over_every_chunk_line() {
     ];
     write_rows(&data, &rows);
     let output = dir.path().join("validation.json");
-    let model = prox_test::fixture("tiny-llama");
-    let run = prox(&[
-        "validate",
-        "--stage",
-        "chunk",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--max-new-tokens",
-        "6",
-    ]);
-    assert!(run.status.success(), "{run:?}");
-    let table = String::from_utf8(run.stdout).unwrap();
+    let table = validate("chunk", &data, &output)
+        .args(["--max-new-tokens", "6"])
+        .success();
     assert!(table.contains("F1"), "{table}");
     assert!(table.contains("removed line"), "{table}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    let report = read_json(&output);
     assert_eq!(report["stage"], "chunk");
     assert_eq!(report["examples"], 2, "the document row is skipped");
     let counts = &report["counts"];
@@ -109,20 +94,7 @@ fn a_row_that_is_not_an_example_stops_validate_with_its_location() {
             json!({"id": "b", "stage": "doc", "prompt": "<s>[INST] y [/INST]"}),
         ],
     );
-    let model = prox_test::fixture("tiny-llama");
-    let run = prox(&[
-        "validate",
-        "--stage",
-        "doc",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        dir.path().join("v.json").to_str().unwrap(),
-    ]);
-    assert_eq!(run.status.code(), Some(2), "{run:?}");
-    let stderr = String::from_utf8(run.stderr).unwrap();
+    let stderr = validate("doc", &data, &dir.path().join("v.json")).exit_code(2);
     assert!(stderr.contains("heldout.jsonl:2"), "{stderr}");
     assert!(stderr.contains("(id b)"), "{stderr}");
     assert!(stderr.contains("`target` is missing"), "{stderr}");
