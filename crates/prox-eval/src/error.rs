@@ -54,6 +54,29 @@ pub enum Error {
     /// A tensor operation failed while scoring.
     #[error("model computation failed")]
     Compute(#[from] candle_core::Error),
+    /// A checkpoint of a series could not be loaded.
+    #[error("cannot load the model {path}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: prox_engine::Error,
+    },
+    /// A results file that is not a whole `results.json`.
+    #[error("{path} is not a complete results file")]
+    Results {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writing an output failed.
+    #[error(transparent)]
+    Write(#[from] prox_io::Error),
+    /// A checkpoint series that cannot be read or evaluated as asked.
+    #[error("{0}")]
+    Series(String),
+    /// The math evaluation of a checkpoint failed.
+    #[error(transparent)]
+    Math(#[from] prox_math::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

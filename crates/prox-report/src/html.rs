@@ -14,7 +14,7 @@ use crate::run::{FailureRow, Outcome, Stage};
 use crate::Error;
 
 const TEMPLATE: &str = include_str!("../assets/report.html");
-const CSS: &str = include_str!("../assets/report.css");
+pub(crate) const CSS: &str = include_str!("../assets/report.css");
 const SCRIPT: &str = include_str!("../assets/report.js");
 
 /// Lines of one document shown; the rest are counted.

@@ -1,5 +1,6 @@
 //! What a refinement run did, for people: per-document diffs, a stratified sample, charts, a
-//! self-contained HTML report and a terminal view.
+//! self-contained HTML report and a terminal view; and the score chart of an evaluation over a
+//! checkpoint series ([`ScoreChart`]).
 
 mod charts;
 mod diff;
@@ -8,6 +9,7 @@ mod html;
 mod report;
 mod run;
 mod sample;
+mod series;
 mod terminal;
 
 pub use charts::{calls_by_kind, ChartData, Charts, CALL_KINDS};
@@ -18,4 +20,5 @@ pub use prox_run::{Stats, StatsSource};
 pub use report::{Report, ReportOptions, SampledDocument};
 pub use run::{DocumentRow, Execution, FailureRow, Found, Item, Outcome, RunFolder, Stage};
 pub use sample::StratifiedSample;
+pub use series::ScoreChart;
 pub use terminal::{printable, write_document, write_failure};
