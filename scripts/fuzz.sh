@@ -54,7 +54,8 @@ for target in $(cargo +nightly fuzz list); do
     log="${work}/${target}.log"
     dict="$(dictionary "${target}")"
     echo "== fuzz ${target} (${seconds} s)"
-    if ASAN_OPTIONS="detect_odr_violation=0" "${bin_dir}/${target}" \
+    # TMPDIR: the scratch files the targets write for readers that take a path go with ${work}.
+    if TMPDIR="${work}" ASAN_OPTIONS="detect_odr_violation=0" "${bin_dir}/${target}" \
         "${work}/${target}" "fuzz/corpus/${target}" \
         ${dict:+"-dict=${dict}"} \
         -max_total_time="${seconds}" -timeout="${timeout_seconds}" -rss_limit_mb="${rss_limit_mb}" \
