@@ -129,13 +129,14 @@ impl Linear {
     /// With AVX2 but no VNNI, a 32-value block product costs as many instructions as the
     /// FMAs it replaces, so the integer kernel saves memory traffic but no arithmetic: it
     /// wins while reading weights is the cost (decoding), and loses to a GEMM once each
-    /// weight is reused for hundreds of tokens. The choice is made per sequence, so a
-    /// sequence's result does not depend on what it is batched with.
+    /// weight is reused for hundreds of tokens. A kernel with 8-bit dot products (VNNI)
+    /// wins at every length and takes every sequence. The choice is made per sequence, so
+    /// a sequence's result does not depend on what it is batched with.
     fn forward_packed(&self, x: &Tensor, batch: &PackedBatch) -> CResult<Tensor> {
         let Linear::Q8(q) = self else {
             return self.forward(x);
         };
-        if !batch.dense.iter().any(|&dense| dense) {
+        if q.kernel().has_dot_products() || !batch.dense.iter().any(|&dense| dense) {
             return self.forward(x);
         }
         let dtype = x.dtype();
@@ -1333,7 +1334,7 @@ mod tests {
 
     /// A Q8_0 model of 64-wide layers, and the same model with its layer projections
     /// dequantized to float (the head stays Q8_0).
-    fn q8_and_dequantized_layers() -> (Llama, Llama) {
+    fn q8_and_dequantized_layers(kernel: Q8Kernel) -> (Llama, Llama) {
         let cfg = Config {
             hidden_size: 64,
             intermediate_size: 64,
@@ -1342,7 +1343,7 @@ mod tests {
             ..tiny_config()
         };
         let mut q8 = random_model(&cfg);
-        q8.quantize(GgmlDType::Q8_0).unwrap();
+        q8.quantize_with(GgmlDType::Q8_0, kernel).unwrap();
         let mut dense = q8.clone();
         for layer in &mut dense.layers {
             let attn = &mut layer.self_attn;
@@ -1382,8 +1383,8 @@ mod tests {
     }
 
     #[test]
-    fn q8_prompts_of_many_tokens_run_on_dequantized_weights() {
-        let (q8, dense) = q8_and_dequantized_layers();
+    fn q8_prompts_of_many_tokens_run_on_dequantized_weights_without_dot_products() {
+        let (q8, dense) = q8_and_dequantized_layers(Q8Kernel::Portable);
         let long = vec![prompt(Q8_DENSE_MIN_TOKENS, 1)];
         let short = vec![prompt(Q8_DENSE_MIN_TOKENS - 1, 2)];
         // A long prompt computes its layers as the float model with the dequantized weights.
@@ -1392,11 +1393,17 @@ mod tests {
         // A short one keeps the 8-bit activations, so it differs from the float layers.
         let diff = max_abs_diff(&last_logits(&q8, &short), &last_logits(&dense, &short));
         assert!(diff > 1e-4, "{diff}");
+        // A kernel with 8-bit dot products keeps them for long prompts too.
+        if crate::q8::Kernel::best().has_dot_products() {
+            let (q8, dense) = q8_and_dequantized_layers(Q8Kernel::Engine);
+            let diff = max_abs_diff(&last_logits(&q8, &long), &last_logits(&dense, &long));
+            assert!(diff > 1e-4, "{diff}");
+        }
     }
 
     #[test]
     fn q8_paths_are_chosen_per_sequence_not_per_batch() {
-        let (q8, _) = q8_and_dequantized_layers();
+        let (q8, _) = q8_and_dequantized_layers(Q8Kernel::Engine);
         let prompts = vec![
             prompt(3, 1),
             prompt(Q8_DENSE_MIN_TOKENS + 20, 2),

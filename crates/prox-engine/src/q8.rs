@@ -1,28 +1,35 @@
-//! Q8_0 matrix products on the CPU, register-tiled in the style of llamafile's tinyBLAS.
+//! Q8_0 matrix products on the CPU, register-tiled, with a kernel per instruction set chosen
+//! at run time.
 //!
 //! candle computes a Q8_0 product as one dot product per (token, weight row): every weight
 //! block is read again for every token and every dot product ends in its own horizontal sum.
 //! [`Q8Matrix`] keeps the same numbers (GGML's `block_q8_0`: 32 `i8` and one scale per block;
-//! the activations are quantized exactly as `quantize_row_q8_0` does, so every integer block
-//! dot product equals candle's) and computes them by tiles:
+//! the activations are quantized exactly as `quantize_row_q8_0` does) and computes them by
+//! tiles:
 //!
-//! - the weight rows are stored in panels of [`PANEL`] rows whose blocks are interleaved, so
-//!   that one SIMD lane group holds the four rows' partial sums and the scales of a panel's
-//!   block are one 128-bit load;
-//! - a tile of one panel × 4 tokens (prefill) or up to 4 panels × 1 to 3 tokens (decode) is
-//!   kept in `__m256` accumulators over the whole row. Per block and (row, token) pair, the
-//!   decode kernel computes 8 × i32 with `sign`/`maddubs`/`madd` on the bytes; the prefill
-//!   kernel, which reuses each weight panel for many tokens, widens the panel to i16 once and
-//!   needs only two `madd` (no `sign`). Two rounds of `hadd` then fold a panel's four rows into
-//!   one vector, converted to f32 and multiplied by `d_w · d_x` with one FMA. Both kernels
-//!   sum the same values in each 128-bit half, so a token's result is bit-identical whatever
-//!   its batch;
-//! - tokens are walked in panels small enough that their quantized blocks stay in L2 while
-//!   the weight panels stream; the weight rows are split into a few large contiguous bands, one
-//!   rayon task each.
-//!
-//! A portable scalar kernel computes the same sums; it serves CPUs without AVX2 and FMA and
-//! checks the SIMD kernel in tests.
+//! - the weight rows are stored in groups of [`GROUP`] rows, each block as 8 slices of 4
+//!   values per row, rows side by side: one 512-bit vector holds 4 values of 16 rows, so one
+//!   `vpdpbusd` with 4 values of a token broadcast adds into each 32-bit lane one row's
+//!   products, and after a block's 8 slices each lane holds its row's whole block dot
+//!   product: no horizontal sum, no shuffle. The 256-bit kernels take a group as two
+//!   halves of 8 rows;
+//! - `vpdpbusd` multiplies unsigned by signed bytes, and both Q8_0 operands are signed. The
+//!   weights are stored biased by 128 (`w + 128`, in 0..=255, exact for every `i8`), the
+//!   activations stay signed, and each activation block carries `-128 · Σx`, with which a
+//!   block's accumulator starts: `Σ (w + 128) · x - 128 · Σx = Σ w · x`, exactly, in i32
+//!   (at most 32 · 255 · 127 in magnitude). The bias costs one broadcast per (token, block),
+//!   shared by every weight row; its alternative, `|w|` times `x` with `w`'s sign, would
+//!   cost a sign operation per product, and AVX-512 has no `vpsignb`. The AVX2 kernel
+//!   (no `vpdpbusd`) removes the bias once per weight vector and uses that sign trick
+//!   (`vpsignb`, `vpmaddubsw`, `vpmaddwd`), since `vpmaddubsw` would saturate on biased
+//!   weights;
+//! - every kernel then does per block, row and token exactly what the portable kernel does:
+//!   `acc + f32(dot) · (d_w · d_x)` (an exact conversion, two products, one sum, in block
+//!   order, no FMA), so all kernels give the same bits, whatever the tile or batch;
+//! - tiles of up to 4 groups × 4 tokens keep their sums in registers over the whole row;
+//!   tokens are walked in panels small enough that their quantized blocks stay in L2 while
+//!   the weight groups stream; the weight rows are split into a few large contiguous bands,
+//!   one rayon task each.
 
 use std::cell::RefCell;
 
@@ -36,39 +43,50 @@ type CResult<T> = candle_core::Result<T>;
 
 /// Values per Q8_0 block.
 pub const BLOCK: usize = 32;
-/// Weight rows per panel: the rows whose partial sums share one vector.
-pub const PANEL: usize = 4;
+/// Weight rows per group: the rows one 512-bit vector of sums holds.
+pub const GROUP: usize = 16;
+/// Values of a row in one slice: the products one 32-bit lane of `vpdpbusd` adds.
+const SLICE_VALUES: usize = 4;
+/// Slices per block.
+const SLICES: usize = BLOCK / SLICE_VALUES;
 /// Bytes of GGML's `block_q8_0`: an f16 scale, then 32 `i8`.
 const GGML_BLOCK_BYTES: usize = 2 + BLOCK;
-/// Tokens per SIMD tile of the prefill kernel.
+/// Tokens per tile.
 const TILE_TOKENS: usize = 4;
-/// Panels per SIMD tile of the decode kernel (fewer than [`TILE_TOKENS`] tokens).
-const DECODE_PANELS: usize = 4;
+/// The most weight groups in one tile.
+const MAX_GROUPS: usize = 4;
 /// Bytes of quantized activations a token panel may hold, so that it stays in L2 while the
-/// weight panels stream past it.
+/// weight groups stream past it.
 const TOKEN_PANEL_BYTES: usize = 256 * 1024;
 /// Below this many block products a call runs on the calling thread: splitting it would
 /// cost more than it saves.
 const PARALLEL_MIN_BLOCK_DOTS: usize = 1 << 15;
 
-/// 32 quantized values, aligned so that one block is one aligned 256-bit load.
+/// 32 quantized activations, aligned so that one block is one aligned 256-bit load.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 struct Block([i8; BLOCK]);
 
-/// A block widened to i16 in the order `[0..8, 16..24 | 8..16, 24..32]`: two `madd_epi16`
-/// over it leave in each 128-bit half the products of the same 16 values as `maddubs` over
-/// the bytes does (0..16, then 16..32), so both kernels round alike and a token's result
-/// does not depend on which kernel its batch size picks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(32))]
-struct Wide([i16; BLOCK]);
+/// One slice of a block for a group: row `r`'s 4 values at bytes `4r..4r + 4`, each biased
+/// by 128 (`w ^ 0x80` as a byte); 64-byte aligned, one aligned 512-bit load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Slice([u8; SLICE_VALUES * GROUP]);
 
-/// The value of a block each position of a [`Wide`] holds.
-const WIDE_ORDER: [usize; BLOCK] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23, //
-    8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31,
-];
+/// The scales of one block of a group's rows, widened from f16 (exactly).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C, align(64))]
+struct Scales([f32; GROUP]);
+
+/// A row's sums in each group of a tile, per token of the tile.
+type TileSums = [[[f32; GROUP]; MAX_GROUPS]; TILE_TOKENS];
+
+/// The bias of stored weights: `w + 128` is `w ^ 0x80` read as a byte.
+const BIAS_BIT: u8 = 0x80;
+
+fn unbias(byte: u8) -> i8 {
+    (byte ^ BIAS_BIT) as i8
+}
 
 /// Which kernel computes a product.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,17 +97,30 @@ pub enum Kernel {
     /// The portable scalar kernel: every CPU, and the reference the SIMD kernels are tested
     /// against.
     Portable,
-    /// AVX2 and FMA (x86-64); an error on a CPU without them.
+    /// AVX2 (x86-64): `vpsignb`/`vpmaddubsw`/`vpmaddwd` on 256-bit vectors.
     Avx2,
+    /// 256-bit `vpdpbusd`: AVX-VNNI's VEX form, or on a CPU without AVX-VNNI the EVEX form of
+    /// AVX512-VNNI with AVX512-VL (the same instruction, the same results).
+    AvxVnni,
+    /// 512-bit `vpdpbusd` (AVX512-F, AVX512-BW, AVX512-VNNI).
+    Avx512Vnni,
 }
 
-/// The environment variable that caps the kernel [`Kernel::Best`] picks (`portable`,
-/// `avx2`), so that on a richer CPU the lower paths can be run, tested and benchmarked.
+/// The environment variable that caps the kernel [`Kernel::Best`] picks, so that on a
+/// richer CPU the lower paths can be run, tested and benchmarked.
 pub const KERNEL_ENV: &str = "PROX_Q8_KERNEL";
+
+/// Every kernel, slowest first: the order of the cap, and the names [`KERNEL_ENV`] takes.
+const KERNELS: [Kernel; 4] = [
+    Kernel::Portable,
+    Kernel::Avx2,
+    Kernel::AvxVnni,
+    Kernel::Avx512Vnni,
+];
 
 /// A [`KERNEL_ENV`] value that names no kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{KERNEL_ENV}={value:?} names no Q8_0 kernel (known: portable, avx2)")]
+#[error("{KERNEL_ENV}={value:?} names no Q8_0 kernel (known: portable, avx2, avxvnni, avx512vnni)")]
 pub struct UnknownKernel {
     pub value: String,
 }
@@ -101,6 +132,8 @@ impl Kernel {
             Kernel::Best => Kernel::best().name(),
             Kernel::Portable => "portable",
             Kernel::Avx2 => "avx2",
+            Kernel::AvxVnni => "avxvnni",
+            Kernel::Avx512Vnni => "avx512vnni",
         }
     }
 
@@ -109,15 +142,21 @@ impl Kernel {
         Simd::detect().kernel()
     }
 
-    /// Every kernel this CPU runs, the portable one first; the cap does not apply, so that
-    /// tests reach every path the CPU has.
+    /// Every kernel this CPU runs, slowest first (the portable one first); the cap does not
+    /// apply, so that tests reach every path the CPU has.
     pub fn available() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if avx2::Avx2::detect().is_some() {
-            kernels.push(Kernel::Avx2);
+        KERNELS.into_iter().filter(|k| k.simd().is_some()).collect()
+    }
+
+    /// Whether the kernel has 8-bit dot products (`vpdpbusd`), which make it faster than a
+    /// float GEMM on dequantized weights even for long prompts; without them a 32-value
+    /// block product costs as many instructions as the FMAs it replaces.
+    pub fn has_dot_products(self) -> bool {
+        match self {
+            Kernel::Best => Kernel::best().has_dot_products(),
+            Kernel::Portable | Kernel::Avx2 => false,
+            Kernel::AvxVnni | Kernel::Avx512Vnni => true,
         }
-        kernels
     }
 
     /// The cap set by [`KERNEL_ENV`]: `None` when unset or empty.
@@ -129,14 +168,17 @@ impl Kernel {
     }
 
     fn parse_cap(value: &str) -> Result<Option<Kernel>, UnknownKernel> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "" => Ok(None),
-            "portable" => Ok(Some(Kernel::Portable)),
-            "avx2" => Ok(Some(Kernel::Avx2)),
-            _ => Err(UnknownKernel {
-                value: value.to_owned(),
-            }),
+        let wanted = value.trim().to_ascii_lowercase();
+        if wanted.is_empty() {
+            return Ok(None);
         }
+        KERNELS
+            .into_iter()
+            .find(|k| k.name() == wanted)
+            .map(Some)
+            .ok_or_else(|| UnknownKernel {
+                value: value.to_owned(),
+            })
     }
 
     /// The kernel's SIMD proof, or `None` when this CPU cannot run it.
@@ -145,10 +187,22 @@ impl Kernel {
             Kernel::Best => Some(Simd::detect()),
             Kernel::Portable => Some(Simd::Scalar),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::Avx2::detect().map(Simd::Avx2),
+            Kernel::Avx2 => x86::Avx2::detect().map(Simd::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => x86::AvxVnni::detect().map(Simd::AvxVnni),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => x86::Avx512Vnni::detect().map(Simd::Avx512Vnni),
             #[cfg(not(target_arch = "x86_64"))]
-            Kernel::Avx2 => None,
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => None,
         }
+    }
+
+    /// The order of the paths, slowest first (for the cap).
+    fn rank(self) -> usize {
+        KERNELS
+            .iter()
+            .position(|&k| k == self)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -159,10 +213,11 @@ pub struct Q8Matrix {
     cols: usize,
     /// Blocks per row.
     blocks: usize,
-    /// `[panel][block][row in panel]`; the rows past `rows` in the last panel are zero.
-    qs: Vec<Block>,
-    /// The block scales, widened from f16 (exactly), in the same order.
-    scales: Vec<f32>,
+    /// `[group][block][slice]`, the weights biased by 128; the rows past `rows` in the last
+    /// group are zero.
+    qs: Vec<Slice>,
+    /// `[group][block]`.
+    scales: Vec<Scales>,
     /// The kernel [`Q8Matrix::matmul`] and [`Q8Matrix::forward`] use.
     kernel: Kernel,
 }
@@ -172,14 +227,27 @@ struct Activations {
     tokens: usize,
     blocks: usize,
     qs: Vec<Block>,
-    /// The same blocks widened (only for batches of at least [`TILE_TOKENS`] tokens).
-    wide: Vec<Wide>,
     scales: Vec<f32>,
+    /// `-128 · Σx` of each block: what the weights' bias adds to a block dot product.
+    bias: Vec<i32>,
+}
+
+/// The operands of one tile: `groups` weight groups (`[group][block]`) and `tokens` tokens
+/// (`[token][block]`).
+struct Tile<'a> {
+    wq: &'a [Slice],
+    wd: &'a [Scales],
+    xq: &'a [Block],
+    xd: &'a [f32],
+    xbias: &'a [i32],
+    blocks: usize,
+    groups: usize,
+    tokens: usize,
 }
 
 impl Q8Matrix {
     /// The blocks of a Q8_0 `QTensor` `[rows, cols]` (quantized by candle, or read from a
-    /// GGUF file), rearranged into panels; no value changes.
+    /// GGUF file), rearranged into groups; no value changes.
     pub fn from_qtensor(q: &QTensor) -> CResult<Self> {
         if q.dtype() != GgmlDType::Q8_0 {
             candle_core::bail!("a Q8_0 matrix cannot be built from {:?} blocks", q.dtype());
@@ -195,9 +263,8 @@ impl Q8Matrix {
     }
 
     /// From GGML `block_q8_0` bytes, row after row.
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
     fn from_ggml_blocks(rows: usize, cols: usize, data: &[u8]) -> CResult<Self> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             candle_core::bail!("Q8_0 rows of {cols} values are not whole {BLOCK}-value blocks");
         }
         let blocks = cols / BLOCK;
@@ -208,17 +275,22 @@ impl Q8Matrix {
                 rows * blocks * GGML_BLOCK_BYTES
             );
         }
-        let panels = rows.div_ceil(PANEL);
-        let mut qs = vec![Block::default(); panels * blocks * PANEL];
-        let mut scales = vec![0f32; panels * blocks * PANEL];
+        let groups = rows.div_ceil(GROUP);
+        // Padding rows hold zeros: the biased byte of 0.
+        let mut qs = vec![Slice([BIAS_BIT; SLICE_VALUES * GROUP]); groups * blocks * SLICES];
+        let mut scales = vec![Scales::default(); groups * blocks];
         if blocks > 0 {
             for (r, row) in data.chunks_exact(blocks * GGML_BLOCK_BYTES).enumerate() {
-                let (panel, lane) = (r / PANEL, r % PANEL);
+                let (group, lane) = (r / GROUP, r % GROUP);
                 for (b, raw) in row.chunks_exact(GGML_BLOCK_BYTES).enumerate() {
-                    let at = (panel * blocks + b) * PANEL + lane;
-                    scales[at] = f16::from_bits(u16::from_le_bytes([raw[0], raw[1]])).to_f32();
-                    for (q, &byte) in qs[at].0.iter_mut().zip(&raw[2..]) {
-                        *q = byte as i8;
+                    let at = group * blocks + b;
+                    scales[at].0[lane] =
+                        f16::from_bits(u16::from_le_bytes([raw[0], raw[1]])).to_f32();
+                    let slices = &mut qs[at * SLICES..(at + 1) * SLICES];
+                    for (slice, values) in slices.iter_mut().zip(raw[2..].chunks_exact(4)) {
+                        for (q, &byte) in slice.0[lane * SLICE_VALUES..].iter_mut().zip(values) {
+                            *q = byte ^ BIAS_BIT;
+                        }
                     }
                 }
             }
@@ -260,11 +332,16 @@ impl Q8Matrix {
         out.par_chunks_exact_mut(self.cols.max(1))
             .enumerate()
             .for_each(|(r, row)| {
-                let (panel, lane) = (r / PANEL, r % PANEL);
+                let (group, lane) = (r / GROUP, r % GROUP);
                 for (b, values) in row.chunks_exact_mut(BLOCK).enumerate() {
-                    let at = (panel * self.blocks + b) * PANEL + lane;
-                    for (v, &q) in values.iter_mut().zip(&self.qs[at].0) {
-                        *v = f32::from(q) * self.scales[at];
+                    let at = group * self.blocks + b;
+                    let d = self.scales[at].0[lane];
+                    let slices = &self.qs[at * SLICES..(at + 1) * SLICES];
+                    for (v4, slice) in values.chunks_exact_mut(SLICE_VALUES).zip(slices) {
+                        let q = &slice.0[lane * SLICE_VALUES..(lane + 1) * SLICE_VALUES];
+                        for (v, &byte) in v4.iter_mut().zip(q) {
+                            *v = f32::from(unbias(byte)) * d;
+                        }
                     }
                 }
             });
@@ -277,9 +354,8 @@ impl Q8Matrix {
     }
 
     /// [`Q8Matrix::matmul`] with a chosen kernel.
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
     pub fn matmul_with(&self, x: &[f32], kernel: Kernel) -> CResult<Vec<f32>> {
-        if self.cols == 0 || x.len() % self.cols != 0 {
+        if self.cols == 0 || !x.len().is_multiple_of(self.cols) {
             candle_core::bail!(
                 "{} activations are not whole rows of {} for a [{}, {}] Q8_0 matrix",
                 x.len(),
@@ -313,19 +389,19 @@ impl Q8Matrix {
         act: &mut Activations,
     ) {
         act.quantize(x, tokens, self.blocks, simd);
-        let panels = self.rows.div_ceil(PANEL);
-        let work = tokens * panels * PANEL * self.blocks;
+        let groups = self.rows.div_ceil(GROUP);
+        let work = tokens * groups * GROUP * self.blocks;
         let tasks = if work < PARALLEL_MIN_BLOCK_DOTS {
             1
         } else {
-            rayon::current_num_threads().clamp(1, panels)
+            rayon::current_num_threads().clamp(1, groups)
         };
-        // Contiguous panel ranges of (almost) equal size, one per task.
-        let bounds: Vec<usize> = (0..=tasks).map(|i| i * panels / tasks).collect();
+        // Contiguous group ranges of (almost) equal size, one per task.
+        let bounds: Vec<usize> = (0..=tasks).map(|i| i * groups / tasks).collect();
         let mut bands: Vec<Band> = bounds
             .windows(2)
             .map(|w| Band {
-                panels: w[0]..w[1],
+                groups: w[0]..w[1],
                 rows_out: Vec::with_capacity(tokens),
             })
             .collect();
@@ -333,7 +409,7 @@ impl Q8Matrix {
         for row in y.chunks_exact_mut(self.rows) {
             let mut rest = row;
             for band in &mut bands {
-                let width = (band.panels.end * PANEL).min(self.rows) - band.panels.start * PANEL;
+                let width = (band.groups.end * GROUP).min(self.rows) - band.groups.start * GROUP;
                 let (mine, others) = rest.split_at_mut(width);
                 band.rows_out.push(mine);
                 rest = others;
@@ -351,125 +427,87 @@ impl Q8Matrix {
         }
     }
 
-    /// All tokens against one band of weight panels.
+    /// All tokens against one band of weight groups.
     fn band(&self, act: &Activations, band: Band<'_>, simd: Simd) {
         let Band {
-            panels,
+            groups,
             mut rows_out,
         } = band;
-        let first_row = panels.start * PANEL;
-        let nb = self.blocks;
-        let token_bytes = nb * (std::mem::size_of::<Wide>() + 4);
+        let first_row = groups.start * GROUP;
+        let token_bytes = self.blocks * (std::mem::size_of::<Block>() + 8);
         let token_panel =
             (TOKEN_PANEL_BYTES / token_bytes.max(1) / TILE_TOKENS * TILE_TOKENS).max(TILE_TOKENS);
-        // The widened weights of one panel, and the sums of one panel with a token panel.
-        let mut wide_panel = Vec::new();
-        let mut panel_sums = Vec::new();
         let mut t0 = 0;
         while t0 < act.tokens {
             let t1 = (t0 + token_panel).min(act.tokens);
-            // Whole tiles of tokens go to the widened kernel when there is one.
-            let tiled = if act.wide.is_empty() {
-                0
+            // Few tokens (decoding): more groups per tile, so that each token's activations
+            // are read once for more weight rows.
+            let wanted = if t1 - t0 < TILE_TOKENS {
+                MAX_GROUPS
             } else {
-                (t1 - t0) / TILE_TOKENS * TILE_TOKENS
+                simd.groups_per_tile()
             };
-            let mut p = panels.start;
-            while p < panels.end {
-                let np = if t1 - t0 < TILE_TOKENS {
-                    DECODE_PANELS.min(panels.end - p)
-                } else {
-                    1
+            let mut g = groups.start;
+            while g < groups.end {
+                let left = groups.end - g;
+                let ng = match (left >= wanted, left >= 2 && wanted >= 2) {
+                    (true, _) => wanted,
+                    (false, true) => 2,
+                    (false, false) => 1,
                 };
                 let mut t = t0;
-                #[cfg(target_arch = "x86_64")]
-                if let (Simd::Avx2(cpu), true) = (simd, tiled > 0) {
-                    let w = (p * nb * PANEL)..((p + 1) * nb * PANEL);
-                    let x = (t0 * nb)..((t0 + tiled) * nb);
-                    wide_panel.resize(nb * PANEL, Wide::default());
-                    panel_sums.resize(tiled, [0f32; PANEL]);
-                    avx2::panel(
-                        cpu,
-                        &mut wide_panel,
-                        &self.qs[w.clone()],
-                        &self.scales[w],
-                        &act.wide[x.clone()],
-                        &act.scales[x],
-                        nb,
-                        &mut panel_sums[..tiled],
-                    );
-                    let r0 = p * PANEL;
-                    let n = PANEL.min(self.rows - r0);
-                    for (out, sums) in rows_out[t0..t0 + tiled].iter_mut().zip(&panel_sums) {
-                        out[r0 - first_row..r0 - first_row + n].copy_from_slice(&sums[..n]);
-                    }
-                    t += tiled;
-                }
                 while t < t1 {
                     let nt = TILE_TOKENS.min(t1 - t);
-                    let sums = self.tile(act, p, np, t, nt, simd);
-                    for (j, out) in rows_out[t..t + nt].iter_mut().enumerate() {
-                        for (k, panel_sums) in sums[j].iter().take(np).enumerate() {
-                            let r0 = (p + k) * PANEL;
-                            let n = PANEL.min(self.rows - r0);
+                    let sums = self.tile(act, g, ng, t, nt, simd);
+                    for (out, sums_t) in rows_out[t..t + nt].iter_mut().zip(&sums) {
+                        for (k, group_sums) in sums_t.iter().take(ng).enumerate() {
+                            let r0 = (g + k) * GROUP;
+                            let n = GROUP.min(self.rows - r0);
                             out[r0 - first_row..r0 - first_row + n]
-                                .copy_from_slice(&panel_sums[..n]);
+                                .copy_from_slice(&group_sums[..n]);
                         }
                     }
                     t += nt;
                 }
-                p += np;
+                g += ng;
             }
             t0 = t1;
         }
     }
 
-    /// The sums of `np` panels from `panel` with `nt` tokens from `token`:
-    /// `[token][panel][row in panel]` (entries past `nt`/`np` are zero).
+    /// The sums of `ng` groups from `group` with `nt` tokens from `token`:
+    /// `[token][group][row in group]` (entries past `nt`/`ng` are zero).
     fn tile(
         &self,
         act: &Activations,
-        panel: usize,
-        np: usize,
+        group: usize,
+        ng: usize,
         token: usize,
         nt: usize,
         simd: Simd,
-    ) -> [[[f32; PANEL]; DECODE_PANELS]; TILE_TOKENS] {
+    ) -> TileSums {
         let nb = self.blocks;
-        let w = (panel * nb * PANEL)..((panel + np) * nb * PANEL);
+        let w = (group * nb)..((group + ng) * nb);
         let x = (token * nb)..((token + nt) * nb);
-        let (wq, wd) = (&self.qs[w.clone()], &self.scales[w]);
-        let (xq, xd) = (&act.qs[x.clone()], &act.scales[x]);
-        let mut out = [[[0f32; PANEL]; DECODE_PANELS]; TILE_TOKENS];
+        let tile = Tile {
+            wq: &self.qs[w.start * SLICES..w.end * SLICES],
+            wd: &self.scales[w],
+            xq: &act.qs[x.clone()],
+            xd: &act.scales[x.clone()],
+            xbias: &act.bias[x],
+            blocks: nb,
+            groups: ng,
+            tokens: nt,
+        };
+        let mut out = [[[0f32; GROUP]; MAX_GROUPS]; TILE_TOKENS];
         match simd {
+            Simd::Scalar => scalar_tile(&tile, &mut out),
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx2(cpu) => {
-                macro_rules! run {
-                    ($p:literal, $t:literal) => {{
-                        let sums = avx2::tile::<$p, $t>(cpu, wq, wd, xq, xd, nb);
-                        for (o, s) in out.iter_mut().zip(sums.iter()) {
-                            o[..$p].copy_from_slice(s);
-                        }
-                    }};
-                }
-                match (np, nt) {
-                    (1, 4) => run!(1, 4),
-                    (1, 3) => run!(1, 3),
-                    (1, 2) => run!(1, 2),
-                    (1, 1) => run!(1, 1),
-                    (2, 3) => run!(2, 3),
-                    (2, 2) => run!(2, 2),
-                    (2, 1) => run!(2, 1),
-                    (3, 3) => run!(3, 3),
-                    (3, 2) => run!(3, 2),
-                    (3, 1) => run!(3, 1),
-                    (4, 3) => run!(4, 3),
-                    (4, 2) => run!(4, 2),
-                    (4, 1) => run!(4, 1),
-                    _ => scalar_tile(wq, wd, xq, xd, nb, np, nt, &mut out),
-                }
-            }
-            Simd::Scalar => scalar_tile(wq, wd, xq, xd, nb, np, nt, &mut out),
+            Simd::Avx2(cpu) => x86::tile_avx2(cpu, &tile, &mut out),
+            #[cfg(target_arch = "x86_64")]
+            Simd::AvxVnni(cpu) => x86::tile_avxvnni(cpu, &tile, &mut out),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512Vnni(cpu) => x86::tile_avx512vnni(cpu, &tile, &mut out),
         }
         out
     }
@@ -480,10 +518,10 @@ impl Q8Matrix {
     }
 }
 
-/// The output columns one task computes: a contiguous range of panels, and its slice of
+/// The output columns one task computes: a contiguous range of groups, and its slice of
 /// every output row.
 struct Band<'a> {
-    panels: std::ops::Range<usize>,
+    groups: std::ops::Range<usize>,
     rows_out: Vec<&'a mut [f32]>,
 }
 
@@ -528,8 +566,8 @@ impl Activations {
             tokens: 0,
             blocks: 0,
             qs: Vec::new(),
-            wide: Vec::new(),
             scales: Vec::new(),
+            bias: Vec::new(),
         }
     }
 
@@ -543,42 +581,41 @@ impl Activations {
         self.qs.resize(n, Block::default());
         self.scales.clear();
         self.scales.resize(n, 0.0);
-        let widen = tokens >= TILE_TOKENS;
-        self.wide.clear();
-        if widen {
-            self.wide.resize(n, Wide::default());
-        }
-        let quantize_rows =
-            |x: &[f32], qs: &mut [Block], wide: &mut [Wide], scales: &mut [f32]| match simd {
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx2(cpu) => avx2::quantize_rows(cpu, x, qs, wide, scales),
-                Simd::Scalar => quantize_rows(x, qs, wide, scales),
-            };
+        self.bias.clear();
+        self.bias.resize(n, 0);
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = simd.avx2();
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd;
+        let quantize_rows = |x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]| {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(cpu) = avx2 {
+                return x86::quantize_rows(cpu, x, qs, scales, bias);
+            }
+            quantize_rows(x, qs, scales, bias)
+        };
         // A chunk of rows per task: quantizing is cheap next to the product.
         let rows_per_task = (PARALLEL_MIN_BLOCK_DOTS / blocks.max(1)).max(1);
-        if tokens <= rows_per_task || !widen {
-            quantize_rows(x, &mut self.qs, &mut self.wide, &mut self.scales);
+        if tokens <= rows_per_task {
+            quantize_rows(x, &mut self.qs, &mut self.scales, &mut self.bias);
         } else {
             let chunk = rows_per_task * blocks;
             x.par_chunks(chunk * BLOCK)
                 .zip(self.qs.par_chunks_mut(chunk))
-                .zip(self.wide.par_chunks_mut(chunk))
                 .zip(self.scales.par_chunks_mut(chunk))
-                .for_each(|(((x, qs), wide), scales)| quantize_rows(x, qs, wide, scales));
+                .zip(self.bias.par_chunks_mut(chunk))
+                .for_each(|(((x, qs), scales), bias)| quantize_rows(x, qs, scales, bias));
         }
     }
 }
 
-/// Quantizes whole rows (see [`quantize_block`]) and widens them when `wide` is not empty.
+/// Quantizes whole rows (see [`quantize_block`]), with each block's bias correction.
 #[inline]
-fn quantize_rows(x: &[f32], qs: &mut [Block], wide: &mut [Wide], scales: &mut [f32]) {
-    for ((values, q), d) in x.chunks_exact(BLOCK).zip(qs.iter_mut()).zip(scales) {
+fn quantize_rows(x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]) {
+    let blocks = x.chunks_exact(BLOCK).zip(qs.iter_mut());
+    for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
         *d = quantize_block(values, q);
-    }
-    for (w, q) in wide.iter_mut().zip(qs.iter()) {
-        for (v, &at) in w.0.iter_mut().zip(&WIDE_ORDER) {
-            *v = i16::from(q.0[at]);
-        }
+        *bias = -128 * q.0.iter().map(|&v| i32::from(v)).sum::<i32>();
     }
 }
 
@@ -595,36 +632,27 @@ fn quantize_block(values: &[f32], out: &mut Block) -> f32 {
     f16::from_f32(d).to_f32()
 }
 
-/// The integer dot product of two blocks.
-fn block_dot(a: &Block, b: &Block) -> i32 {
-    a.0.iter()
-        .zip(&b.0)
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum()
-}
-
-/// The portable kernel: `np` panels (`[panel][block][row]`) × `nt` tokens (`[token][block]`).
-#[allow(clippy::too_many_arguments)]
-fn scalar_tile(
-    wq: &[Block],
-    wd: &[f32],
-    xq: &[Block],
-    xd: &[f32],
-    blocks: usize,
-    np: usize,
-    nt: usize,
-    out: &mut [[[f32; PANEL]; DECODE_PANELS]; TILE_TOKENS],
-) {
-    for (j, out_j) in out.iter_mut().enumerate().take(nt) {
-        for (p, out_p) in out_j.iter_mut().enumerate().take(np) {
-            for (r, sum) in out_p.iter_mut().enumerate() {
-                *sum = (0..blocks)
-                    .map(|b| {
-                        let w = (p * blocks + b) * PANEL + r;
-                        let x = j * blocks + b;
-                        block_dot(&wq[w], &xq[x]) as f32 * (wd[w] * xd[x])
-                    })
-                    .sum();
+/// The portable kernel, and the order of float operations every kernel keeps: per row and
+/// token, `sum + f32(dot) · (d_w · d_x)` block after block.
+fn scalar_tile(tile: &Tile<'_>, out: &mut TileSums) {
+    let nb = tile.blocks;
+    for (t, out_t) in out.iter_mut().enumerate().take(tile.tokens) {
+        for (g, out_g) in out_t.iter_mut().enumerate().take(tile.groups) {
+            for (r, sum) in out_g.iter_mut().enumerate() {
+                let lane = r * SLICE_VALUES..(r + 1) * SLICE_VALUES;
+                let mut acc = 0f32;
+                for b in 0..nb {
+                    let (w, x) = (g * nb + b, t * nb + b);
+                    let slices = &tile.wq[w * SLICES..(w + 1) * SLICES];
+                    let dot: i32 = slices
+                        .iter()
+                        .zip(tile.xq[x].0.chunks_exact(SLICE_VALUES))
+                        .flat_map(|(slice, xs)| slice.0[lane.clone()].iter().zip(xs))
+                        .map(|(&w, &x)| i32::from(unbias(w)) * i32::from(x))
+                        .sum();
+                    acc += dot as f32 * (tile.wd[w].0[r] * tile.xd[x]);
+                }
+                *sum = acc;
             }
         }
     }
@@ -635,7 +663,11 @@ fn scalar_tile(
 enum Simd {
     Scalar,
     #[cfg(target_arch = "x86_64")]
-    Avx2(avx2::Avx2),
+    Avx2(x86::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni(x86::AvxVnni),
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni(x86::Avx512Vnni),
 }
 
 impl Simd {
@@ -659,27 +691,48 @@ impl Simd {
             Simd::Scalar => Kernel::Portable,
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2(_) => Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Simd::AvxVnni(_) => Kernel::AvxVnni,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512Vnni(_) => Kernel::Avx512Vnni,
         }
     }
-}
 
-impl Kernel {
-    /// The order of the paths, slowest first (for the cap).
-    fn rank(self) -> u8 {
+    /// Weight groups per tile of [`TILE_TOKENS`] tokens: as many as the registers hold
+    /// (the 256-bit kernels walk a group's two halves one after the other).
+    fn groups_per_tile(self) -> usize {
         match self {
-            Kernel::Portable => 0,
-            Kernel::Avx2 => 1,
-            Kernel::Best => u8::MAX,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512Vnni(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// The AVX2 proof every x86 SIMD kernel carries (for quantizing).
+    #[cfg(target_arch = "x86_64")]
+    fn avx2(self) -> Option<x86::Avx2> {
+        match self {
+            Simd::Scalar => None,
+            Simd::Avx2(cpu) => Some(cpu),
+            Simd::AvxVnni(cpu) => Some(cpu.avx2),
+            Simd::Avx512Vnni(cpu) => Some(cpu.avx2),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx2 {
+mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Wide, PANEL, TILE_TOKENS};
+    use super::{
+        Block, Scales, Slice, Tile, TileSums, GROUP, MAX_GROUPS, SLICES, SLICE_VALUES, TILE_TOKENS,
+    };
+
+    /// Rows of a group one 256-bit vector holds.
+    const HALF: usize = GROUP / 2;
+    /// Bytes of a [`Slice`].
+    const SLICE_BYTES: usize = SLICE_VALUES * GROUP;
 
     /// Proof that this CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
     #[derive(Clone, Copy, Debug)]
@@ -692,29 +745,55 @@ mod avx2 {
         }
     }
 
-    /// `P` panels (`[panel][block][row]`, `wq`/`wd`) times `T` tokens (`[token][block]`,
-    /// `xq`/`xd`) over `blocks` blocks: `[token][panel][row in panel]`.
-    pub(super) fn tile<const P: usize, const T: usize>(
-        _cpu: Avx2,
-        wq: &[Block],
-        wd: &[f32],
-        xq: &[Block],
-        xd: &[f32],
-        blocks: usize,
-    ) -> [[[f32; PANEL]; P]; T] {
-        let w_len = P * blocks * PANEL;
-        let x_len = T * blocks;
+    /// Proof of a 256-bit `vpdpbusd`: AVX-VNNI (`vex`), or AVX512-VNNI with AVX512-VL.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct AvxVnni {
+        pub(super) avx2: Avx2,
+        vex: bool,
+    }
+
+    impl AvxVnni {
+        pub(super) fn detect() -> Option<AvxVnni> {
+            let avx2 = Avx2::detect()?;
+            if is_x86_feature_detected!("avxvnni") {
+                return Some(AvxVnni { avx2, vex: true });
+            }
+            (is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"))
+                .then_some(AvxVnni { avx2, vex: false })
+        }
+    }
+
+    /// Proof of a 512-bit `vpdpbusd` (AVX512-F, AVX512-BW, AVX512-VNNI).
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Avx512Vnni {
+        pub(super) avx2: Avx2,
+    }
+
+    impl Avx512Vnni {
+        pub(super) fn detect() -> Option<Avx512Vnni> {
+            let avx2 = Avx2::detect()?;
+            (is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni"))
+            .then_some(Avx512Vnni { avx2 })
+        }
+    }
+
+    /// Panics unless the tile's slices hold every entry a kernel reads.
+    fn check(tile: &Tile<'_>) {
+        let (w, x) = (tile.groups * tile.blocks, tile.tokens * tile.blocks);
         assert!(
-            wq.len() >= w_len && wd.len() >= w_len,
+            tile.groups <= MAX_GROUPS && tile.tokens <= TILE_TOKENS,
+            "tile larger than the kernels' registers"
+        );
+        assert!(
+            tile.wq.len() >= w * SLICES && tile.wd.len() >= w,
             "weight tile out of range"
         );
         assert!(
-            xq.len() >= x_len && xd.len() >= x_len,
+            tile.xq.len() >= x && tile.xd.len() >= x && tile.xbias.len() >= x,
             "token tile out of range"
         );
-        // SAFETY: `_cpu` exists only when AVX2 and FMA were detected; the slices hold every
-        // block and scale the kernel reads (checked above), and `Block` is 32-byte aligned.
-        unsafe { tile_avx2::<P, T>(wq.as_ptr(), wd.as_ptr(), xq.as_ptr(), xd.as_ptr(), blocks) }
     }
 
     /// [`super::quantize_rows`] compiled for AVX2, where `round` is an instruction sequence
@@ -723,12 +802,12 @@ mod avx2 {
         _cpu: Avx2,
         x: &[f32],
         qs: &mut [Block],
-        wide: &mut [Wide],
         scales: &mut [f32],
+        bias: &mut [i32],
     ) {
         // SAFETY: `_cpu` exists only when AVX2 and FMA were detected; the function only
         // runs safe code.
-        unsafe { quantize_rows_avx2(x, qs, wide, scales) }
+        unsafe { quantize_rows_avx2(x, qs, scales, bias) }
     }
 
     /// # Safety
@@ -737,204 +816,303 @@ mod avx2 {
     unsafe fn quantize_rows_avx2(
         x: &[f32],
         qs: &mut [Block],
-        wide: &mut [Wide],
         scales: &mut [f32],
+        bias: &mut [i32],
     ) {
-        super::quantize_rows(x, qs, wide, scales);
+        super::quantize_rows(x, qs, scales, bias);
     }
 
-    /// Four rows' 8 × i32 partial sums folded into one vector, `[r0 r1 r2 r3 | r0 r1 r2 r3]`:
-    /// each lane the sum of its row's lanes in that 128-bit half.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn fold(d: [__m256i; PANEL]) -> __m256i {
-        _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]))
-    }
-
-    /// One panel (`wq`/`wd`: `[block][row]`) times `out.len()` tokens (a multiple of
-    /// [`TILE_TOKENS`]; `xw`/`xd`: `[token][block]`, widened), through `wide` (the panel's
-    /// weights widened once, then read from L1 for every tile of tokens).
-    #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
-    pub(super) fn panel(
-        _cpu: Avx2,
-        wide: &mut [Wide],
-        wq: &[Block],
-        wd: &[f32],
-        xw: &[Wide],
-        xd: &[f32],
-        blocks: usize,
-        out: &mut [[f32; PANEL]],
+    /// Copies a half-group kernel's sums into the tile's sums.
+    fn store_half<const T: usize>(
+        out: &mut TileSums,
+        group: usize,
+        half: usize,
+        sums: [[f32; HALF]; T],
     ) {
-        let tokens = out.len();
-        let w_len = blocks * PANEL;
-        assert!(
-            tokens.is_multiple_of(TILE_TOKENS),
-            "a partial tile of tokens"
-        );
-        assert!(
-            wide.len() >= w_len && wq.len() >= w_len && wd.len() >= w_len,
-            "weight panel out of range"
-        );
-        assert!(
-            xw.len() >= tokens * blocks && xd.len() >= tokens * blocks,
-            "tokens out of range"
-        );
-        // SAFETY: `_cpu` exists only when AVX2 and FMA were detected; every slice holds what
-        // the kernel reads or writes (checked above); `Block` and `Wide` are 32-byte aligned.
-        unsafe {
-            widen_avx2(wq.as_ptr(), wide.as_mut_ptr(), w_len);
-            for (tile, sums) in out.chunks_exact_mut(TILE_TOKENS).enumerate() {
-                let x = tile * TILE_TOKENS * blocks;
-                let tile_sums = tile_wide_avx2::<TILE_TOKENS>(
-                    wide.as_ptr(),
-                    wd.as_ptr(),
-                    xw.as_ptr().add(x),
-                    xd.as_ptr().add(x),
-                    blocks,
-                );
-                sums.copy_from_slice(&tile_sums);
-            }
+        for (o, s) in out.iter_mut().zip(&sums) {
+            o[group][half * HALF..(half + 1) * HALF].copy_from_slice(s);
         }
     }
 
-    /// Widens `n` blocks to i16 in [`Wide`]'s order.
-    ///
-    /// # Safety
-    /// AVX2 must be available; `src` and `dst` must hold `n` entries.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn widen_avx2(src: *const Block, dst: *mut Wide, n: usize) {
-        for i in 0..n {
-            // SAFETY: `i < n` entries of both (the caller's contract); 32-byte aligned.
-            unsafe {
-                let v = _mm256_load_si256(src.add(i).cast());
-                // Quadwords 0, 2 | 1, 3: values 0..8, 16..24 | 8..16, 24..32.
-                let v = _mm256_permute4x64_epi64(v, 0b11_01_10_00);
-                let out = dst.add(i).cast::<__m256i>();
-                _mm256_store_si256(out, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
-                _mm256_store_si256(
-                    out.add(1),
-                    _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)),
-                );
-            }
-        }
-    }
-
-    /// One widened panel (`[block][row]`) times `T` widened tokens (`[token][block]`).
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `w`/`wd` must hold `blocks · PANEL` entries and
-    /// `x`/`xd` `T · blocks`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_wide_avx2<const T: usize>(
-        w: *const Wide,
-        wd: *const f32,
-        x: *const Wide,
-        xd: *const f32,
-        blocks: usize,
-    ) -> [[f32; PANEL]; T] {
-        let mut acc = [_mm256_setzero_ps(); T];
-        for b in 0..blocks {
-            // SAFETY: `b · PANEL + PANEL <= blocks · PANEL` entries of `w` and `wd`.
-            let (w, w_scale) = unsafe { (w.add(b * PANEL), _mm_loadu_ps(wd.add(b * PANEL))) };
-            let w_scale = _mm256_set_m128(w_scale, w_scale);
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                // SAFETY: `t · blocks + b < T · blocks` entries of `x` and `xd`.
-                let (lo, hi, x_scale) = unsafe {
-                    let xt = x.add(t * blocks + b).cast::<__m256i>();
-                    (
-                        _mm256_load_si256(xt),
-                        _mm256_load_si256(xt.add(1)),
-                        _mm256_broadcast_ss(&*xd.add(t * blocks + b)),
-                    )
-                };
-                let mut dots = [_mm256_setzero_si256(); PANEL];
-                for (r, dot) in dots.iter_mut().enumerate() {
-                    // SAFETY: row `r` of the block, in range (above).
-                    let (w_lo, w_hi) = unsafe {
-                        let wr = w.add(r).cast::<__m256i>();
-                        (_mm256_load_si256(wr), _mm256_load_si256(wr.add(1)))
-                    };
-                    *dot =
-                        _mm256_add_epi32(_mm256_madd_epi16(lo, w_lo), _mm256_madd_epi16(hi, w_hi));
+    /// Runs a 256-bit half-group kernel over both halves of every group of a checked tile.
+    /// The caller's `unsafe` block states why `$kernel`'s target features are available.
+    macro_rules! by_halves {
+        ($tile:ident, $out:ident, $kernel:ident) => {{
+            let nb = $tile.blocks;
+            let (xq, xd, xbias) = ($tile.xq.as_ptr(), $tile.xd.as_ptr(), $tile.xbias.as_ptr());
+            for g in 0..$tile.groups {
+                for half in 0..2 {
+                    // Group `g`'s first slice and scales, then the half's bytes and lanes:
+                    // in range for a checked tile (`g < groups`).
+                    let w = $tile.wq.as_ptr().add(g * nb * SLICES).cast::<u8>();
+                    let w = w.add(half * SLICE_BYTES / 2);
+                    let wd = $tile.wd.as_ptr().add(g * nb).cast::<f32>().add(half * HALF);
+                    match $tile.tokens {
+                        1 => store_half($out, g, half, $kernel::<1>(w, wd, xq, xd, xbias, nb)),
+                        2 => store_half($out, g, half, $kernel::<2>(w, wd, xq, xd, xbias, nb)),
+                        3 => store_half($out, g, half, $kernel::<3>(w, wd, xq, xd, xbias, nb)),
+                        _ => store_half($out, g, half, $kernel::<4>(w, wd, xq, xd, xbias, nb)),
+                    }
                 }
-                *acc_t = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(fold(dots)),
-                    _mm256_mul_ps(w_scale, x_scale),
-                    *acc_t,
-                );
             }
-        }
-        let mut out = [[0f32; PANEL]; T];
-        for (a, o) in acc.iter().zip(out.iter_mut()) {
-            let sum = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps(*a, 1));
-            // SAFETY: `o` is 4 writable floats.
-            unsafe { _mm_storeu_ps(o.as_mut_ptr(), sum) };
-        }
-        out
+        }};
     }
 
+    /// The AVX2 kernel on a tile.
+    pub(super) fn tile_avx2(_cpu: Avx2, tile: &Tile<'_>, out: &mut TileSums) {
+        check(tile);
+        // SAFETY: `_cpu` exists only when AVX2 and FMA were detected; the tile holds every
+        // entry the kernel reads (checked); slices are 64-byte and blocks 32-byte aligned.
+        unsafe { by_halves!(tile, out, half_avx2) }
+    }
+
+    /// The 256-bit `vpdpbusd` kernel on a tile.
+    pub(super) fn tile_avxvnni(cpu: AvxVnni, tile: &Tile<'_>, out: &mut TileSums) {
+        check(tile);
+        // SAFETY: `cpu` exists only when AVX2 and FMA, and AVX-VNNI (`vex`) or AVX512-VNNI
+        // and AVX512-VL, were detected; the tile holds every entry the kernel reads
+        // (checked); slices are 64-byte and blocks 32-byte aligned.
+        unsafe {
+            if cpu.vex {
+                by_halves!(tile, out, half_vex)
+            } else {
+                by_halves!(tile, out, half_evex)
+            }
+        }
+    }
+
+    /// The 512-bit `vpdpbusd` kernel on a tile.
+    pub(super) fn tile_avx512vnni(_cpu: Avx512Vnni, tile: &Tile<'_>, out: &mut TileSums) {
+        check(tile);
+        let (wq, wd, xq, xd, xbias, nb) = (
+            tile.wq.as_ptr(),
+            tile.wd.as_ptr(),
+            tile.xq.as_ptr(),
+            tile.xd.as_ptr(),
+            tile.xbias.as_ptr(),
+            tile.blocks,
+        );
+        macro_rules! run {
+            ($g:literal, $t:literal) => {{
+                // SAFETY: `_cpu` exists only when AVX512-F, -BW and -VNNI were detected; the
+                // tile holds `$g` groups and `$t` tokens of `nb` blocks (checked); slices
+                // and scales are 64-byte aligned.
+                let sums = unsafe { tile_512::<$g, $t>(wq, wd, xq, xd, xbias, nb) };
+                for (o, s) in out.iter_mut().zip(&sums) {
+                    o[..$g].copy_from_slice(s);
+                }
+            }};
+        }
+        match (tile.groups, tile.tokens) {
+            (1, 1) => run!(1, 1),
+            (1, 2) => run!(1, 2),
+            (1, 3) => run!(1, 3),
+            (1, 4) => run!(1, 4),
+            (2, 1) => run!(2, 1),
+            (2, 2) => run!(2, 2),
+            (2, 3) => run!(2, 3),
+            (2, 4) => run!(2, 4),
+            (4, 1) => run!(4, 1),
+            (4, 2) => run!(4, 2),
+            (4, 3) => run!(4, 3),
+            (4, 4) => run!(4, 4),
+            // Shapes the band never asks for: the portable kernel gives the same bits.
+            _ => super::scalar_tile(tile, out),
+        }
+    }
+
+    /// No bias to remove: the AVX2 kernel multiplies unbiased weights.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn start_at_zero(_bias: i32) -> __m256i {
+        _mm256_setzero_si256()
+    }
+
+    /// A block's sums start at `-128 · Σx`, which cancels the weights' bias.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn start_at_bias(bias: i32) -> __m256i {
+        _mm256_set1_epi32(bias)
+    }
+
+    /// The weights `w` (bias removed) and `|w|`, for the sign trick.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn signed_weights(biased: __m256i) -> [__m256i; 2] {
+        let w = _mm256_xor_si256(biased, _mm256_set1_epi8(i8::MIN));
+        [w, _mm256_abs_epi8(w)]
+    }
+
+    /// `vpdpbusd` takes the biased weights as they are.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn biased_weights(biased: __m256i) -> [__m256i; 2] {
+        [biased, biased]
+    }
+
+    /// `acc + Σ w · x` per 32-bit lane: `|w| · (x · sign w)` in `vpmaddubsw`'s u8 × i8
+    /// pairs, which cannot saturate (|w| <= 128, |x| <= 127), then pairs of pairs.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot_avx2(acc: __m256i, [w, w_abs]: [__m256i; 2], x: __m256i) -> __m256i {
+        let pairs = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w));
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// `acc + Σ (w + 128) · x` per 32-bit lane (AVX-VNNI's VEX encoding).
+    #[inline]
+    #[target_feature(enable = "avx2,avxvnni")]
+    fn dot_vex(acc: __m256i, [biased, _]: [__m256i; 2], x: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, biased, x)
+    }
+
+    /// `acc + Σ (w + 128) · x` per 32-bit lane (AVX512-VNNI's EVEX encoding).
+    #[inline]
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    fn dot_evex(acc: __m256i, [biased, _]: [__m256i; 2], x: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, biased, x)
+    }
+
+    /// Defines a kernel of 8 weight rows (half a group) × `T` tokens on 256-bit vectors:
+    /// `$start` makes a block's starting sums from its bias correction, `$weights` prepares
+    /// a slice of weights once for all tokens, `$dot` adds one token's slice products.
+    macro_rules! half_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $start:ident, $weights:ident, $dot:ident) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The target features must be available; `w` is a group's first slice plus 0
+            /// or 32 bytes (the half) and `wd` its first scales plus 0 or 8 lanes, both over
+            /// `blocks` blocks; `xq`, `xd` and `xbias` hold `T · blocks` entries.
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const T: usize>(
+                w: *const u8,
+                wd: *const f32,
+                xq: *const Block,
+                xd: *const f32,
+                xbias: *const i32,
+                blocks: usize,
+            ) -> [[f32; HALF]; T] {
+                let mut acc = [_mm256_setzero_ps(); T];
+                for b in 0..blocks {
+                    let mut dots = [_mm256_setzero_si256(); T];
+                    for (t, dot) in dots.iter_mut().enumerate() {
+                        // SAFETY: `t · blocks + b < T · blocks` entries of `xbias`.
+                        *dot = $start(unsafe { *xbias.add(t * blocks + b) });
+                    }
+                    for k in 0..SLICES {
+                        // SAFETY: 32 bytes of slice `k` of block `b`, inside the group's
+                        // `blocks · SLICES` slices; 32-byte aligned (64-byte slices).
+                        let wv = $weights(unsafe {
+                            _mm256_load_si256(w.add((b * SLICES + k) * SLICE_BYTES).cast())
+                        });
+                        for (t, dot) in dots.iter_mut().enumerate() {
+                            // SAFETY: values `4k..4k + 4` of block `t · blocks + b` (of
+                            // `T · blocks`), 4-byte aligned.
+                            let x = unsafe { xq.add(t * blocks + b).cast::<i32>().add(k).read() };
+                            *dot = $dot(*dot, wv, _mm256_set1_epi32(x));
+                        }
+                    }
+                    // SAFETY: the half's 8 scales of block `b` (of `blocks`).
+                    let ws = unsafe { _mm256_loadu_ps(wd.add(b * GROUP)) };
+                    for (t, (a, dot)) in acc.iter_mut().zip(dots).enumerate() {
+                        // SAFETY: `t · blocks + b < T · blocks` entries of `xd`.
+                        let xs = _mm256_set1_ps(unsafe { *xd.add(t * blocks + b) });
+                        let scale = _mm256_mul_ps(ws, xs);
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_cvtepi32_ps(dot), scale));
+                    }
+                }
+                let mut out = [[0f32; HALF]; T];
+                for (a, o) in acc.iter().zip(out.iter_mut()) {
+                    // SAFETY: `o` is 8 writable floats.
+                    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+                }
+                out
+            }
+        };
+    }
+
+    half_kernel!(
+        half_avx2,
+        "avx2,fma",
+        start_at_zero,
+        signed_weights,
+        dot_avx2
+    );
+    half_kernel!(
+        half_vex,
+        "avx2,fma,avxvnni",
+        start_at_bias,
+        biased_weights,
+        dot_vex
+    );
+    half_kernel!(
+        half_evex,
+        "avx2,fma,avx512vnni,avx512vl",
+        start_at_bias,
+        biased_weights,
+        dot_evex
+    );
+
+    /// `G` groups × `T` tokens on 512-bit vectors: per block and slice, `G` weight loads, `T`
+    /// broadcasts and `G · T` `vpdpbusd`; then each sum is scaled as the portable kernel
+    /// does.
+    ///
     /// # Safety
-    /// AVX2 and FMA must be available; `wq`/`wd` must hold `P · blocks · PANEL` entries and
-    /// `xq`/`xd` `T · blocks`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const P: usize, const T: usize>(
-        wq: *const Block,
-        wd: *const f32,
+    /// AVX512-F, -BW and -VNNI must be available; `wq` holds `G · blocks · SLICES` slices
+    /// and `wd` `G · blocks` scales; `xq`, `xd` and `xbias` hold `T · blocks` entries.
+    #[allow(clippy::needless_range_loop)] // `acc` and `dots` are indexed `[t][g]` alike
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile_512<const G: usize, const T: usize>(
+        wq: *const Slice,
+        wd: *const Scales,
         xq: *const Block,
         xd: *const f32,
+        xbias: *const i32,
         blocks: usize,
-    ) -> [[[f32; PANEL]; P]; T] {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_ps(); P]; T];
+    ) -> [[[f32; GROUP]; G]; T] {
+        let mut acc = [[_mm512_setzero_ps(); G]; T];
         for b in 0..blocks {
-            for p in 0..P {
-                let base = (p * blocks + b) * PANEL;
-                // SAFETY: `base + PANEL <= P · blocks · PANEL` entries of `wq` and `wd`.
-                let (w, scales) = unsafe { (wq.add(base), wd.add(base)) };
-                let mut w_abs = [_mm256_setzero_si256(); PANEL];
-                for (r, a) in w_abs.iter_mut().enumerate() {
-                    // SAFETY: in range (above); blocks are 32-byte aligned.
-                    let v = unsafe { _mm256_load_si256(w.add(r).cast()) };
-                    *a = _mm256_sign_epi8(v, v);
+            let mut dots = [[_mm512_setzero_si512(); G]; T];
+            for (t, dots_t) in dots.iter_mut().enumerate() {
+                // SAFETY: `t · blocks + b < T · blocks` entries of `xbias`.
+                *dots_t = [_mm512_set1_epi32(unsafe { *xbias.add(t * blocks + b) }); G];
+            }
+            for k in 0..SLICES {
+                let mut w = [_mm512_setzero_si512(); G];
+                for (g, wg) in w.iter_mut().enumerate() {
+                    // SAFETY: slice `k` of block `b` of group `g` (of `G · blocks · SLICES`),
+                    // 64-byte aligned.
+                    *wg =
+                        unsafe { _mm512_load_si512(wq.add((g * blocks + b) * SLICES + k).cast()) };
                 }
-                // The four rows' scales in each 128-bit half.
-                // SAFETY: `PANEL` = 4 scales from `base` are in range.
-                let w_scale = unsafe { _mm_loadu_ps(scales) };
-                let w_scale = _mm256_set_m128(w_scale, w_scale);
-                for (t, acc_t) in acc.iter_mut().enumerate() {
-                    // SAFETY: `t · blocks + b < T · blocks` entries of `xq` and `xd`.
-                    let (x, x_scale) = unsafe {
-                        (
-                            _mm256_load_si256(xq.add(t * blocks + b).cast()),
-                            _mm256_broadcast_ss(&*xd.add(t * blocks + b)),
-                        )
-                    };
-                    let mut dots = [_mm256_setzero_si256(); PANEL];
-                    for (r, dot) in dots.iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        let v = unsafe { _mm256_load_si256(w.add(r).cast()) };
-                        // |w| · (x · sign w) = w · x, in u8 × i8 pairs without overflow
-                        // (|x| <= 127).
-                        let products = _mm256_maddubs_epi16(w_abs[r], _mm256_sign_epi8(x, v));
-                        *dot = _mm256_madd_epi16(products, ones);
+                for (t, dots_t) in dots.iter_mut().enumerate() {
+                    // SAFETY: values `4k..4k + 4` of block `t · blocks + b` (of `T · blocks`),
+                    // 4-byte aligned.
+                    let x = unsafe { xq.add(t * blocks + b).cast::<i32>().add(k).read() };
+                    let x = _mm512_set1_epi32(x);
+                    for (dot, wg) in dots_t.iter_mut().zip(&w) {
+                        *dot = _mm512_dpbusd_epi32(*dot, *wg, x);
                     }
-                    // Rows 0..3 of the panel, lanes 0..3 of each half: [r0 r1 r2 r3 | r0 r1 r2 r3].
-                    let folded = fold(dots);
-                    acc_t[p] = _mm256_fmadd_ps(
-                        _mm256_cvtepi32_ps(folded),
-                        _mm256_mul_ps(w_scale, x_scale),
-                        acc_t[p],
-                    );
+                }
+            }
+            for g in 0..G {
+                // SAFETY: the scales of block `b` of group `g` (of `G · blocks`), aligned.
+                let ws = unsafe { _mm512_load_ps(wd.add(g * blocks + b).cast()) };
+                for t in 0..T {
+                    // SAFETY: `t · blocks + b < T · blocks` entries of `xd`.
+                    let xs = _mm512_set1_ps(unsafe { *xd.add(t * blocks + b) });
+                    let scale = _mm512_mul_ps(ws, xs);
+                    let sum = _mm512_mul_ps(_mm512_cvtepi32_ps(dots[t][g]), scale);
+                    acc[t][g] = _mm512_add_ps(acc[t][g], sum);
                 }
             }
         }
-        let mut out = [[[0f32; PANEL]; P]; T];
+        let mut out = [[[0f32; GROUP]; G]; T];
         for (acc_t, out_t) in acc.iter().zip(out.iter_mut()) {
             for (a, o) in acc_t.iter().zip(out_t.iter_mut()) {
-                let sum = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps(*a, 1));
-                // SAFETY: `o` is 4 writable floats.
-                unsafe { _mm_storeu_ps(o.as_mut_ptr(), sum) };
+                // SAFETY: `o` is 16 writable floats.
+                unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
             }
         }
         out
@@ -953,20 +1131,22 @@ mod tests {
         act.quantize(&x, 3, 2, Simd::Scalar);
         let t = Tensor::from_vec(x, (3, 64), &candle_core::Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
-        let m = Q8Matrix::from_qtensor(&q).unwrap();
-        for token in 0..3 {
-            for b in 0..2 {
-                let at = ((token / PANEL) * 2 + b) * PANEL + token % PANEL;
-                assert_eq!(act.qs[token * 2 + b], m.qs[at]);
-                assert_eq!(act.scales[token * 2 + b], m.scales[at]);
-            }
+        let raw = q.data().unwrap();
+        for (at, ggml) in raw.chunks_exact(GGML_BLOCK_BYTES).enumerate() {
+            let values: Vec<i8> = ggml[2..].iter().map(|&b| b as i8).collect();
+            let d = f16::from_bits(u16::from_le_bytes([ggml[0], ggml[1]])).to_f32();
+            assert_eq!(act.qs[at].0.as_slice(), values.as_slice(), "block {at}");
+            assert_eq!(act.scales[at], d, "block {at}");
+            let sum: i32 = values.iter().map(|&v| i32::from(v)).sum();
+            assert_eq!(act.bias[at], -128 * sum, "block {at}");
         }
     }
 
     #[test]
-    fn panels_keep_every_block_of_the_qtensor() {
-        let w = pseudo_random(7 * 96, 5);
-        let t = Tensor::from_vec(w, (7, 96), &candle_core::Device::Cpu).unwrap();
+    fn groups_keep_every_block_of_the_qtensor() {
+        // 19 rows: a whole group and a padded one.
+        let w = pseudo_random(19 * 96, 5);
+        let t = Tensor::from_vec(w, (19, 96), &candle_core::Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
         let ours = Q8Matrix::from_qtensor(&q).unwrap().dequantize();
         let candle = q
@@ -977,6 +1157,23 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(ours, candle);
+    }
+
+    #[test]
+    fn weights_of_minus_128_survive_the_bias() {
+        // GGML's quantizer never writes -128, but a GGUF file may hold it.
+        let mut raw = vec![0u8; GGML_BLOCK_BYTES];
+        raw[..2].copy_from_slice(&f16::from_f32(0.5).to_bits().to_le_bytes());
+        raw[2..].fill(0x80);
+        let m = Q8Matrix::from_ggml_blocks(1, BLOCK, &raw).unwrap();
+        assert_eq!(m.dequantize(), vec![-64.0; BLOCK]);
+        // Ones quantize to 127 with the scale 1/127 (as f16).
+        let x = vec![1.0; BLOCK];
+        let d = f16::from_f32(1.0 / 127.0).to_f32();
+        let expected = (-128 * 127 * BLOCK as i32) as f32 * (0.5 * d);
+        for kernel in Kernel::available() {
+            assert_eq!(m.matmul_with(&x, kernel).unwrap(), vec![expected], "{kernel:?}");
+        }
     }
 
     #[test]
@@ -992,14 +1189,25 @@ mod tests {
         assert_eq!(Kernel::parse_cap(""), Ok(None));
         assert_eq!(Kernel::parse_cap("portable"), Ok(Some(Kernel::Portable)));
         assert_eq!(Kernel::parse_cap(" AVX2 "), Ok(Some(Kernel::Avx2)));
+        assert_eq!(Kernel::parse_cap("avxvnni"), Ok(Some(Kernel::AvxVnni)));
+        assert_eq!(
+            Kernel::parse_cap("AVX512VNNI"),
+            Ok(Some(Kernel::Avx512Vnni))
+        );
         let err = Kernel::parse_cap("avx9").unwrap_err();
-        assert!(err.to_string().contains("known: portable, avx2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("known: portable, avx2, avxvnni, avx512vnni"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_portable_kernel_runs_everywhere_and_comes_first() {
         assert_eq!(Kernel::available()[0], Kernel::Portable);
         assert!(Kernel::available().contains(&Kernel::best()));
+        let ranks: Vec<usize> = Kernel::available().iter().map(|k| k.rank()).collect();
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{ranks:?}");
     }
 
     #[test]
