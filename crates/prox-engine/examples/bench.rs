@@ -6,6 +6,7 @@
 //!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1] [--load DIR] \
 //!         [--device cpu|cuda|cuda:N]
 //!     cargo run --release -p prox-engine --example bench -- --save DIR
+//!     cargo run --release -p prox-engine --example bench -- --products 1,8,32,512 [--reps 5]
 //!
 //! One dtype per process, so that the peak resident memory (`VmHWM`) is that dtype's; each
 //! phase's own peak is the last column (the peak is reset between phases where Linux allows).
@@ -13,6 +14,9 @@
 //! and exits; `--load DIR` loads such a folder through `Model::load` instead of building the
 //! model in memory, and reports the load time and its peak memory against the weights (run
 //! with `--prefill-batches '' --decode-batches '' --choice-batch 0` to load only).
+//! `--products N,..` times one layer's projections alone (the refiner's shapes, random
+//! weights) for N tokens: f32 GEMM against the Q8_0 product on every kernel this CPU runs,
+//! interleaved, whatever `PROX_Q8_KERNEL` says, and exits.
 //! `scripts/bench-engine.sh` runs every dtype and adds the CPU's arithmetic peak.
 
 use std::path::{Path, PathBuf};
@@ -42,6 +46,7 @@ struct Args {
     save: Option<PathBuf>,
     load: Option<PathBuf>,
     device: String,
+    products: Vec<usize>,
 }
 
 fn parse_args() -> AnyResult<Args> {
@@ -57,6 +62,7 @@ fn parse_args() -> AnyResult<Args> {
         save: None,
         load: None,
         device: "cpu".into(),
+        products: Vec::new(),
     };
     let list = |v: &str| -> AnyResult<Vec<usize>> {
         v.split(',')
@@ -79,6 +85,7 @@ fn parse_args() -> AnyResult<Args> {
             "--save" => args.save = Some(value.into()),
             "--load" => args.load = Some(value.into()),
             "--device" => args.device = value,
+            "--products" => args.products = list(&value)?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -143,6 +150,77 @@ fn prompt(len: usize, seed: usize) -> Vec<u32> {
         .collect()
 }
 
+/// One layer's projections (`[out, in]`: q, k, v, o, gate, up, down) for `tokens` tokens:
+/// the f32 GEMM the engine runs for float weights, and the Q8_0 product on each kernel,
+/// repetitions interleaved so that a busy machine slows every path alike.
+fn products(cfg: &Config, args: &Args) -> AnyResult<()> {
+    use prox_engine::q8::Kernel;
+    use prox_engine::Q8Matrix;
+    let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let shapes = [(h, h), (kv, h), (kv, h), (h, h), (m, h), (m, h), (h, m)];
+    let flops_per_token: usize = shapes.iter().map(|(o, i)| 2 * o * i).sum();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let mut layer = Vec::new();
+    for &(out_dim, in_dim) in &shapes {
+        let w = candle_core::Tensor::from_vec(
+            random(out_dim * in_dim),
+            (out_dim, in_dim),
+            &Device::Cpu,
+        )?;
+        layer.push((Q8Matrix::quantize(&w)?, w));
+    }
+    let kernels = Kernel::available();
+    println!("# one layer's projections, {flops_per_token} FLOP per token; kernels: {kernels:?}");
+    println!("path\ttokens\tmedian_s\tgflops\tvs_f32\treps");
+    for &tokens in &args.products {
+        let inputs: Vec<Vec<f32>> = shapes.iter().map(|&(_, i)| random(tokens * i)).collect();
+        let tensors = inputs
+            .iter()
+            .zip(&shapes)
+            .map(|(x, &(_, i))| candle_core::Tensor::from_slice(x, (tokens, i), &Device::Cpu))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Slot 0: f32; then one per kernel.
+        let mut times = vec![Vec::new(); 1 + kernels.len()];
+        for _ in 0..args.reps {
+            let t = Instant::now();
+            for ((_, w), x) in layer.iter().zip(&tensors) {
+                std::hint::black_box(x.matmul(&w.t()?)?);
+            }
+            times[0].push(t.elapsed().as_secs_f64());
+            for (slot, &kernel) in times[1..].iter_mut().zip(&kernels) {
+                let t = Instant::now();
+                for ((q, _), x) in layer.iter().zip(&inputs) {
+                    std::hint::black_box(q.matmul_with(x, kernel)?);
+                }
+                slot.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let names = std::iter::once("f32".to_owned())
+            .chain(kernels.iter().map(|k| format!("q8_0-{}", k.name())));
+        for (name, &m) in names.zip(&medians) {
+            let gflops = (flops_per_token * tokens) as f64 / m / 1e9;
+            println!(
+                "{name}\t{tokens}\t{m:.5}\t{gflops:.1}\t{:.2}\t{}",
+                medians[0] / m,
+                args.reps
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> AnyResult<()> {
     let args = parse_args()?;
     let cfg = Config::prox_refiner();
@@ -157,6 +235,9 @@ fn main() -> AnyResult<()> {
     };
     if let Some(dir) = &args.save {
         return save(dir, &cfg);
+    }
+    if !args.products.is_empty() {
+        return products(&cfg, &args);
     }
     let device = prox_engine::parse_device(&args.device)?;
     println!(
