@@ -8,6 +8,8 @@
 #   DTYPES="f32 q8_0" REPS=5 scripts/bench-engine.sh
 #   BENCH_ARGS="--prefill-batches 1,8,32" scripts/bench-engine.sh
 #   TORCH_PYTHON=~/.cache/prox/torch-venv/bin/python scripts/bench-engine.sh
+#   PROX_Q8_KERNEL=avx2 DTYPES=q8_0 scripts/bench-engine.sh   # a lower Q8_0 kernel
+#   "$CARGO_TARGET_DIR"/release/examples/bench --products 1,8,32,512   # every kernel, one layer
 #
 # With TORCH_PYTHON (a Python with torch and transformers >= 4.45), the same shape also runs in
 # PyTorch, float32, on as many threads (scripts/bench-engine-torch.py), after our dtypes.
@@ -25,7 +27,7 @@ model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 cores=$(nproc)
 mhz=$(lscpu | sed -n 's/^CPU max MHz: *//p' | head -1)
 [ -z "$mhz" ] && mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
-flags=$(grep -o -w -E 'avx2|fma|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')
+flags=$(grep -o -w -E 'avx2|fma|avx512f|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
 peak=$(awk -v c="$cores" -v m="$mhz" 'BEGIN {printf "%.0f", c * 2 * 8 * 2 * m / 1000}')
 echo "# cpu: $model, $cores cores at ${mhz} MHz, flags: $flags"
 echo "# arithmetic f32 peak: $cores cores x 2 FMA x 8 lanes x 2 FLOP x ${mhz} MHz = ${peak} GFLOP/s"
