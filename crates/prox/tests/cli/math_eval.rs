@@ -206,3 +206,142 @@ fn run_writes_the_harness_layout_and_a_repeated_run_changes_nothing() {
         "the repeated run generates nothing and writes the same files"
     );
 }
+
+/// `prox math-eval run` killed with SIGKILL mid-run (after some batches are stored in
+/// generations.jsonl) and started again with the same command ends with the outputs of an
+/// uninterrupted run, keeping the stored generations instead of generating them again. The
+/// tiny fixture model, one sample per batch and enough samples to be killed between batches.
+mod killed {
+    use std::path::Path;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use super::{math_eval, METRICS, SAMPLES};
+    use crate::support::{path_str, read_json, tiny_llama, TestCommand};
+
+    const TOTAL: usize = 40;
+
+    fn run(model: &Path, out: &Path) -> TestCommand {
+        let harness = prox_test::fixture("math-eval/harness");
+        math_eval("run").args([
+            "--model",
+            path_str(model),
+            "--data",
+            path_str(&harness),
+            "--output",
+            path_str(out),
+            "--tasks",
+            "gsm8k",
+            "--max-samples",
+            &TOTAL.to_string(),
+            "--max-new-tokens",
+            "32",
+            "--batch-size",
+            "1",
+        ])
+    }
+
+    /// The complete rows of a JSON-lines file being written (a torn last line left out).
+    fn stored(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// A JSON file without its timing fields, which differ between any two runs.
+    fn untimed(path: &Path) -> Value {
+        fn strip(value: &mut Value) {
+            match value {
+                Value::Object(map) => {
+                    map.retain(|key, _| !key.starts_with("time_use"));
+                    map.values_mut().for_each(strip);
+                }
+                Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut value = read_json(path);
+        strip(&mut value);
+        value
+    }
+
+    /// The stored completions by sample, without the seconds each took.
+    fn completions(path: &Path) -> Vec<(i64, String)> {
+        let mut rows: Vec<(i64, String)> = stored(path)
+            .iter()
+            .map(|r| {
+                (
+                    r["idx"].as_i64().unwrap(),
+                    r["output"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn a_run_killed_mid_way_and_started_again_ends_as_an_uninterrupted_run() {
+        let model = tiny_llama();
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole");
+        let table = run(&model, &whole).success();
+
+        let resumed = dir.path().join("resumed");
+        let generations = resumed.join("gsm8k/generations.jsonl");
+        let mut child = run(&model, &resumed).spawn(Stdio::null(), Stdio::null());
+        let started = Instant::now();
+        while stored(&generations).len() < 2 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be killed"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "no batch stored"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SIGKILL: no handler runs, as in a crash or an out-of-memory kill.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let before = stored(&generations);
+        assert!(
+            before.len() < TOTAL,
+            "killed after {} of {TOTAL} samples: not mid-way",
+            before.len()
+        );
+        assert!(
+            !resumed.join("results.json").exists(),
+            "a killed run writes no results"
+        );
+
+        assert_eq!(run(&model, &resumed).success(), table, "the accuracy table");
+        let after = stored(&generations);
+        assert_eq!(after.len(), TOTAL, "each sample stored once: {after:?}");
+        for row in &before {
+            // A stored row keeps its seconds: it was not generated again.
+            assert!(after.contains(row), "{row} was generated again");
+        }
+        assert_eq!(
+            completions(&generations),
+            completions(&whole.join("gsm8k/generations.jsonl"))
+        );
+        assert_eq!(
+            std::fs::read_to_string(resumed.join("gsm8k").join(SAMPLES)).unwrap(),
+            std::fs::read_to_string(whole.join("gsm8k").join(SAMPLES)).unwrap()
+        );
+        assert_eq!(
+            untimed(&resumed.join("gsm8k").join(METRICS)),
+            untimed(&whole.join("gsm8k").join(METRICS))
+        );
+        assert_eq!(
+            untimed(&resumed.join("results.json")),
+            untimed(&whole.join("results.json"))
+        );
+    }
+}
