@@ -47,7 +47,7 @@ fn chunk_programs_of_the_example_route_every_document_to_one_place() {
     // Two errors (a positional remove_lines, a call without parentheses): program ignored.
     assert_eq!(kept[3]["text"], kept[3]["doc_content"]);
 
-    let dropped = read_rows(&dir.path().join("refined.dropped.jsonl"));
+    let dropped = read_rows(dir.path().join("refined.dropped.jsonl"));
     let reasons: Vec<_> = dropped
         .iter()
         .map(|row| {
@@ -77,7 +77,7 @@ fn chunk_programs_of_the_example_route_every_document_to_one_place() {
     assert_eq!(summary["programs_ignored"], 1);
     assert_eq!(summary["failed"], 0);
     assert_eq!(
-        read_rows(&dir.path().join("refined.failures.jsonl")).len(),
+        read_rows(dir.path().join("refined.failures.jsonl")).len(),
         0
     );
     // Only the four result files: no temporary file is left behind.
@@ -151,7 +151,7 @@ fn bad_records_go_to_the_failures_file_with_file_and_line_and_the_run_goes_on() 
         "some documents failed: exit status 1"
     );
 
-    let failures = read_rows(&dir.path().join("out.failures.jsonl"));
+    let failures = read_rows(dir.path().join("out.failures.jsonl"));
     let lines: Vec<u64> = failures
         .iter()
         .map(|f| f["line"].as_u64().unwrap())
@@ -203,7 +203,7 @@ fn folders_are_read_in_sorted_order_with_custom_fields() {
     apply(&args, &inputs, &output).success();
     assert!(read_rows(&output).is_empty());
     assert_eq!(
-        ids(&read_rows(&dir.path().join("out.dropped.jsonl"))),
+        ids(&read_rows(dir.path().join("out.dropped.jsonl"))),
         ["a", "a2", "b"]
     );
 }
@@ -247,7 +247,7 @@ fn a_file_that_cannot_be_opened_is_a_failure_and_the_other_files_are_still_read(
         &output,
     )
     .exit_code(1);
-    let failures = read_rows(&dir.path().join("out.failures.jsonl"));
+    let failures = read_rows(dir.path().join("out.failures.jsonl"));
     assert_eq!(failures.len(), 1);
     assert!(failures[0]["file"].as_str().unwrap().ends_with("a.parquet"));
     assert_eq!(read_rows(&output).len(), 6);

@@ -90,7 +90,7 @@ fn generate_serves_text_and_id_prompts_and_reports_bad_lines() {
     // "Hello world" with the BOS added: <s> ▁Hello ▁world.
     assert_eq!(rows[2]["prompt_tokens"], 3);
 
-    let failures = read_rows(&dir.path().join("out.failures.jsonl"));
+    let failures = read_rows(dir.path().join("out.failures.jsonl"));
     let lines: Vec<u64> = failures
         .iter()
         .map(|f| f["line"].as_u64().unwrap())
