@@ -8,38 +8,14 @@
 //! (`$PROX_SMOLLM2_GGUF`). Either missing fails the test with the command to run; only a
 //! machine without `python3` at all skips it, saying so.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-use std::path::PathBuf;
 use std::process::Command;
 
-use prox_engine::{
-    generate_text, GenerateOptions, LoadOptions, Model, Request, TextGeneration, TextRequest,
-};
+use prox_engine::{LoadOptions, Model};
 use prox_prompt::{JinjaTemplate, TemplateTokens};
-use prox_serve::{ServeOptions, Server};
+use prox_test::fetched;
 use serde_json::Value;
 
-const PYTHON_ENV: &str = "PROX_OPENAI_PYTHON";
-const GGUF_ENV: &str = "PROX_SMOLLM2_GGUF";
-
-fn cached(env: &str, default: &str, hint: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(
-        || {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(default)
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.is_file(),
-        "{} not found\nhint: run {hint} (or set {env} to the file)",
-        path.display()
-    );
-    path
-}
+use crate::engine::{generate, serve};
 
 const SCRIPT: &str = r#"
 import json, sys
@@ -80,53 +56,17 @@ fn python3_present() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn engine(model: &Model, prompt_ids: Vec<u32>, max: usize, stop: &[&str]) -> TextGeneration {
-    generate_text(
-        &model.llama,
-        model.tokenizer.as_ref().unwrap(),
-        &[TextRequest {
-            request: Request {
-                prompt_ids,
-                max_new_tokens: max,
-            },
-            stop: stop.iter().map(|s| (*s).to_owned()).collect(),
-        }],
-        &GenerateOptions::default(),
-    )
-    .unwrap()
-    .remove(0)
-    .unwrap()
-}
-
 #[test]
 fn the_openai_python_client_chats_and_completes_with_stop() {
     if !python3_present() {
         eprintln!("SKIPPED: python3 is not installed; the openai package test needs it");
         return;
     }
-    let python = cached(
-        PYTHON_ENV,
-        ".cache/prox/openai/3.57.0/bin/python",
-        "scripts/fetch-openai.sh",
-    );
-    let gguf = cached(
-        GGUF_ENV,
-        ".cache/prox/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "scripts/fetch-smollm2.sh",
-    );
+    let python = fetched::openai_python();
+    let gguf = fetched::smollm2_gguf();
     let served = Model::load(&gguf, &LoadOptions::default()).unwrap();
     let reference = Model::load(&gguf, &LoadOptions::default()).unwrap();
-    let server = Server::bind(
-        served,
-        ServeOptions {
-            model_name: "smollm2".to_owned(),
-            addr: ([127, 0, 0, 1], 0).into(),
-            ..ServeOptions::default()
-        },
-    )
-    .unwrap();
-    let base_url = format!("http://{}/v1", server.local_addr().unwrap());
-    std::thread::spawn(move || server.run(std::future::pending::<()>()));
+    let base_url = format!("http://{}/v1", serve(served, "smollm2"));
 
     let output = Command::new(&python)
         .args(["-c", SCRIPT, &base_url])
@@ -161,7 +101,7 @@ fn the_openai_python_client_chats_and_completes_with_stop() {
         "{chat_prompt:?}"
     );
     let chat_ids = tokenizer.encode(&chat_prompt, false).unwrap();
-    let chat = engine(&reference, chat_ids.clone(), 40, &["\n- Blue"]);
+    let chat = generate(&reference, chat_ids.clone(), 40, &["\n- Blue"]);
     assert_eq!(got["chat"]["content"], chat.text.as_str());
     assert_eq!(got["chat"]["role"], "assistant");
     assert_eq!(
@@ -176,7 +116,7 @@ fn the_openai_python_client_chats_and_completes_with_stop() {
     let free_prompt = template
         .render_messages(&[("user", "Say hello.")], &tokens, true)
         .unwrap();
-    let free = engine(
+    let free = generate(
         &reference,
         tokenizer.encode(&free_prompt, false).unwrap(),
         8,
@@ -188,7 +128,7 @@ fn the_openai_python_client_chats_and_completes_with_stop() {
         free.generation.finish_reason.as_str()
     );
 
-    let text = engine(
+    let text = generate(
         &reference,
         tokenizer.encode("The capital of France is", true).unwrap(),
         24,

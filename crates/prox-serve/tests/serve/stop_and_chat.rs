@@ -3,19 +3,16 @@
 //! answers what the engine's `generate_text` gives, in OpenAI's shapes, and refuses what it
 //! cannot honour.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prox_engine::{
-    generate_text, GenerateOptions, LoadOptions, Model, Request, TextGeneration, TextRequest,
-};
+use prox_engine::{LoadOptions, Model, TextGeneration};
 use prox_prompt::{JinjaTemplate, TemplateTokens, LLAMA2_CHAT_TEMPLATE};
-use prox_serve::{ServeOptions, Server};
 use serde_json::{json, Value};
+
+use crate::engine::{generate, serve};
 
 const PROMPT: &str = "The quick brown fox jumps over the lazy dog.";
 
@@ -32,20 +29,9 @@ fn reference() -> &'static Model {
     MODEL.get_or_init(|| load(None))
 }
 
-/// A server on a free loopback port, serving until the test process ends.
+/// The tiny model served as `tiny`, with `chat_template`.
 fn server(chat_template: Option<&str>) -> SocketAddr {
-    let server = Server::bind(
-        load(chat_template),
-        ServeOptions {
-            model_name: "tiny".to_owned(),
-            addr: ([127, 0, 0, 1], 0).into(),
-            ..ServeOptions::default()
-        },
-    )
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    std::thread::spawn(move || server.run(std::future::pending::<()>()));
-    addr
+    serve(load(chat_template), "tiny")
 }
 
 fn with_chat() -> SocketAddr {
@@ -75,22 +61,22 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
 }
 
 fn expected(prompt_ids: Vec<u32>, max_new_tokens: usize, stop: &[&str]) -> TextGeneration {
-    let model = reference();
-    generate_text(
-        &model.llama,
-        model.tokenizer.as_ref().unwrap(),
-        &[TextRequest {
-            request: Request {
-                prompt_ids,
-                max_new_tokens,
+    generate(reference(), prompt_ids, max_new_tokens, stop)
+}
+
+/// `messages` in the Llama-2 chat template, as the server renders them for the tiny model.
+fn llama2_chat(messages: &[(&str, &str)]) -> String {
+    JinjaTemplate::new(LLAMA2_CHAT_TEMPLATE)
+        .unwrap()
+        .render_messages(
+            messages,
+            &TemplateTokens {
+                bos_token: "<s>".to_owned(),
+                eos_token: "</s>".to_owned(),
             },
-            stop: stop.iter().map(|s| (*s).to_owned()).collect(),
-        }],
-        &GenerateOptions::default(),
-    )
-    .unwrap()
-    .remove(0)
-    .unwrap()
+            true,
+        )
+        .unwrap()
 }
 
 fn prompt_ids(text: &str, bos: bool) -> Vec<u32> {
@@ -189,17 +175,7 @@ fn a_chat_completion_renders_the_messages_with_the_chat_template() {
         &json!({"model": "tiny", "messages": messages, "max_tokens": 12, "temperature": 0}),
     );
     assert_eq!(status, 200, "{answer}");
-    let rendered = JinjaTemplate::new(LLAMA2_CHAT_TEMPLATE)
-        .unwrap()
-        .render_messages(
-            &[("system", "You are terse."), ("user", "Hello\nthere")],
-            &TemplateTokens {
-                bos_token: "<s>".to_owned(),
-                eos_token: "</s>".to_owned(),
-            },
-            true,
-        )
-        .unwrap();
+    let rendered = llama2_chat(&[("system", "You are terse."), ("user", "Hello\nthere")]);
     assert!(rendered.starts_with("<s>[INST] <<SYS>>\nYou are terse."));
     let ids = prompt_ids(&rendered, false);
     assert_eq!(ids[0], 1, "one BOS, from the template");
@@ -374,17 +350,7 @@ fn prox_client_sends_stop_and_chat_requests_that_the_server_answers() {
         }])
         .remove(0)
         .unwrap();
-    let rendered = JinjaTemplate::new(LLAMA2_CHAT_TEMPLATE)
-        .unwrap()
-        .render_messages(
-            &[("user", "Hello")],
-            &TemplateTokens {
-                bos_token: "<s>".to_owned(),
-                eos_token: "</s>".to_owned(),
-            },
-            true,
-        )
-        .unwrap();
+    let rendered = llama2_chat(&[("user", "Hello")]);
     let want = expected(prompt_ids(&rendered, false), 6, &[]);
     assert_eq!(chat.text, want.text);
     assert_eq!(chat.completion_tokens, Some(6));
