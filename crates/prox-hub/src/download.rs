@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -217,20 +218,22 @@ impl Hub {
                 Target::Cache(repo)
             }
         };
-        let mut files = Vec::with_capacity(selected.len());
-        for sibling in selected {
-            let file = FileJob {
+        let jobs: Vec<FileJob<'_>> = selected
+            .into_iter()
+            .map(|sibling| FileJob {
                 request,
                 commit: &info.sha,
                 sibling,
-            };
+            })
+            .collect();
+        let files = in_parallel(&jobs, request.max_workers, |job| {
             let report = match &target {
-                Target::Cache(repo) => self.fetch_into_cache(&file, repo, reporter)?,
-                Target::Local(dir) => self.fetch_into_local_dir(&file, dir, reporter)?,
+                Target::Cache(repo) => self.fetch_into_cache(job, repo, reporter)?,
+                Target::Local(dir) => self.fetch_into_local_dir(job, dir, reporter)?,
             };
             reporter.finished(&report.file, report.size, report.outcome);
-            files.push(report);
-        }
+            Ok(report)
+        })?;
         let folder = match &target {
             Target::Cache(repo) => repo.snapshot(&info.sha),
             Target::Local(dir) => dir.clone(),
@@ -461,6 +464,52 @@ enum Target {
     Local(PathBuf),
 }
 
+/// `work` on every item, on up to `workers` threads, the results in the items' order. After a
+/// failure no further item is started; the error returned is the first in the items' order
+/// among those that failed.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut done: Vec<(usize, Result<R>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(index) else { break };
+                        let result = work(item);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        done.push((index, result));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked takes the download down with it, as one thread would.
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    });
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
 struct FileJob<'a> {
     request: &'a DownloadRequest,
     commit: &'a str,
@@ -633,6 +682,39 @@ impl RunningDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_work_keeps_the_items_order() {
+        let items: Vec<u64> = (0..200).collect();
+        for workers in [0, 1, 3, 8, 500] {
+            let squares = in_parallel(&items, workers, |n| Ok(n * n)).unwrap();
+            assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
+        }
+        assert!(in_parallel(&[] as &[u64], 8, |n| Ok(*n))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn parallel_work_stops_after_a_failure_and_returns_the_first_in_order() {
+        let started = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..1000).collect();
+        let error = in_parallel(&items, 4, |&n| {
+            started.fetch_add(1, Ordering::Relaxed);
+            if n == 5 || n == 7 {
+                return Err(Error::InvalidRepoId { id: n.to_string() });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(n)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidRepoId { id } if id == "5"),
+            "{error}"
+        );
+        // The four workers may each have taken one more item after the failure, not the rest.
+        assert!(started.load(Ordering::Relaxed) < 20, "{started:?}");
+    }
 
     fn filter(include: &[&str], exclude: &[&str]) -> Filter {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -1,9 +1,9 @@
 //! `prox download`: a model or dataset repository from the Hugging Face hub into the hub
 //! cache (or a plain folder), as `huggingface-cli download` does; the work is `prox-hub`'s.
 
-use std::cell::Cell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -43,6 +43,14 @@ pub struct DownloadArgs {
     /// ~/.cache/huggingface/hub).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Files fetched at the same time.
+    #[arg(
+        long,
+        default_value_t = prox_hub::DEFAULT_MAX_WORKERS as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_workers: u64,
 }
 
 const DOWNLOAD_AFTER_HELP: &str = "\
@@ -50,6 +58,7 @@ Files land in the hub cache as huggingface-cli lays it out (models--org--name/bl
 snapshots/<commit>/, refs/<revision>), so that either tool finds what the other fetched; the
 folder of the files is printed on standard output. A run cut short resumes where it stopped.
 Every file is checked against the size the hub announces, LFS files also against its sha256.
+Up to --max-workers files are fetched at the same time; after a failure no new file starts.
 Environment: HF_TOKEN for gated or private repositories (else the token `huggingface-cli
 login` saved), HF_ENDPOINT for a mirror, HF_HUB_CACHE or HF_HOME for the cache.";
 
@@ -66,6 +75,7 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<Completion> {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         local_dir: args.local_dir.clone(),
+        max_workers: usize::try_from(args.max_workers).unwrap_or(usize::MAX),
     };
     let reporter = DownloadReporter::new(std::io::stderr().is_terminal());
     let download = hub.download(&request, &reporter).with_context(|| {
@@ -97,8 +107,8 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<Completion> {
 pub struct DownloadReporter {
     bar: ProgressBar,
     terminal: bool,
-    last_log: Cell<Instant>,
-    file_bytes: Cell<u64>,
+    /// When a log line last said how far the download is (off a terminal).
+    last_log: Mutex<Instant>,
 }
 
 impl DownloadReporter {
@@ -112,8 +122,7 @@ impl DownloadReporter {
         DownloadReporter {
             bar,
             terminal,
-            last_log: Cell::new(Instant::now()),
-            file_bytes: Cell::new(0),
+            last_log: Mutex::new(Instant::now()),
         }
     }
 
@@ -136,8 +145,6 @@ impl Reporter for DownloadReporter {
 
     fn started(&self, file: &str, size: u64, from: u64) {
         self.bar.set_message(file.to_owned());
-        self.file_bytes.set(from);
-        self.last_log.set(Instant::now());
         if !self.terminal {
             if from > 0 {
                 tracing::info!(size, from, "{file}: resuming");
@@ -147,12 +154,20 @@ impl Reporter for DownloadReporter {
         }
     }
 
-    fn progressed(&self, file: &str, bytes: u64) {
+    fn progressed(&self, _file: &str, bytes: u64) {
         self.bar.inc(bytes);
-        self.file_bytes.set(self.file_bytes.get() + bytes);
-        if !self.terminal && self.last_log.get().elapsed() >= LOG_EVERY {
-            self.last_log.set(Instant::now());
-            tracing::info!(received = self.file_bytes.get(), "{file}: downloading");
+        if self.terminal {
+            return;
+        }
+        // Several files arrive at once: the log line says how far the whole download is.
+        let mut last_log = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last_log.elapsed() >= LOG_EVERY {
+            *last_log = Instant::now();
+            tracing::info!(
+                received = self.bar.position(),
+                of = self.bar.length().unwrap_or(0),
+                "downloading"
+            );
         }
     }
 
