@@ -16,8 +16,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         PROX_Q8_KERNEL,
-        "caps the Q8_0 kernel the engine picks (`portable`, `avx2`, or a faster one this CPU \
-         runs; `prox -v` logs the choice); an unknown value is an error",
+        "caps the Q8_0 kernel the engine picks (`portable`, `avx2`, `avxvnni`, `avx512vnni`, \
+         up to the fastest this CPU runs; `prox -v` logs the choice); an unknown value is an \
+         error",
     ),
     (
         "SLURM_ARRAY_TASK_ID",
