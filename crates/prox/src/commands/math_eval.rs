@@ -4,16 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prox_engine::{GenerateOptions, Model, Request, TextRequest};
+use prox_eval::series::{self, MathSeries};
+use prox_eval::EngineGenerator;
 use prox_io::{Failure, JsonlWriter};
 use prox_math::{Dataset, GenerationParams, Generator, Harness, Metrics, Reporter, RunOptions};
 use serde_json::json;
 
+use crate::commands::eval::{write_series_chart, SeriesLog};
 use crate::commands::Completion;
 use crate::engine_args::ModelArgs;
 
@@ -85,6 +87,12 @@ pub struct MathRunArgs {
     /// --backend openai: the environment variable holding the API key.
     #[arg(long, default_value = prox_client::DEFAULT_API_KEY_ENV)]
     pub api_key_env: String,
+
+    /// Evaluate these checkpoints of the series in --model (comma-separated: N of `{N}B/`,
+    /// or the step of `step-NNNNNNNN/`); all of them when --model is a folder of checkpoints
+    /// and --steps is not given. Embedded backend only.
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -127,6 +135,16 @@ as the harness runs vLLM. Each dataset folder also holds generations.jsonl, the 
 stored batch by batch (synced to disk): a run killed at any moment and started again loses at
 most the batch in flight. A dataset whose data file is missing is an error unless --tasks
 leaves it out (TabMWP's file is often absent from copies of the harness).
+
+A checkpoint series: --model names a folder of checkpoints (the {N}B/ folders of prox convert
+litgpt, or prox train's output folder or its checkpoints/step-NNNNNNNN/), --steps picks some
+(a step that is not there is an error listing those that are), and --output holds:
+  OUT/<checkpoint>/...            the layout above, for each checkpoint
+  OUT/series.csv                  model_step, each dataset's acc (percent), avg, tokens
+  OUT/series.svg, series.html     the accuracies against training tokens (against
+                                  model_step when the tokens are not known)
+A checkpoint whose results.json holds exactly these datasets is not evaluated again; another
+is run again, resuming from the generations it stored.
 
 Exit status: 0 when every dataset was evaluated, 2 on an error.";
 
@@ -223,16 +241,30 @@ fn grade(args: &MathGradeArgs) -> anyhow::Result<Completion> {
 fn run_eval(args: &MathRunArgs) -> anyhow::Result<Completion> {
     let datasets = parse_tasks(&args.tasks)?;
     let harness = Harness::open(&args.data)?;
+    let options = RunOptions {
+        max_samples: args.max_samples,
+        batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
+        params: GenerationParams {
+            max_new_tokens: args.max_new_tokens,
+            ..GenerationParams::default()
+        },
+    };
+    let folder = Path::new(&args.model.model);
+    let embedded = args.backend == BackendKind::Embedded;
+    if !args.steps.is_empty() || (embedded && series::is_series(folder)) {
+        anyhow::ensure!(embedded, "a checkpoint series runs on --backend embedded");
+        let checkpoints = series::select(&series::discover(folder)?, &args.steps)?;
+        let load = args.model.engine.load_options()?;
+        let mut bars = Bars::default();
+        let mut evaluator = MathSeries::new(&harness, &datasets, &options, &load, &mut bars);
+        let table = series::run(&checkpoints, &args.output, &mut evaluator, &mut SeriesLog)?;
+        let title = format!("prox math-eval: {}", folder.display());
+        write_series_chart(&table, &args.output, &title)?;
+        print!("{}", table.to_csv());
+        return Ok(Completion::Clean);
+    }
     let mut generator: Box<dyn Generator> = match args.backend {
-        BackendKind::Embedded => {
-            let model = args.model.load()?;
-            anyhow::ensure!(
-                model.tokenizer.is_some(),
-                "the model {} has no tokenizer; math-eval prompts are text",
-                args.model.model
-            );
-            Box::new(EngineGenerator { model })
-        }
+        BackendKind::Embedded => Box::new(EngineGenerator::new(args.model.load()?)?),
         BackendKind::Openai => {
             let endpoint = args
                 .endpoint
@@ -249,14 +281,6 @@ fn run_eval(args: &MathRunArgs) -> anyhow::Result<Completion> {
             Box::new(ServerGenerator { client })
         }
     };
-    let options = RunOptions {
-        max_samples: args.max_samples,
-        batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
-        params: GenerationParams {
-            max_new_tokens: args.max_new_tokens,
-            ..GenerationParams::default()
-        },
-    };
     let mut reporter = Bars::default();
     let results = prox_math::run(
         &harness,
@@ -268,61 +292,6 @@ fn run_eval(args: &MathRunArgs) -> anyhow::Result<Completion> {
     )?;
     print!("{}", prox_math::results_table(&results));
     Ok(Completion::Clean)
-}
-
-/// Generation with the embedded engine, stop strings matched on the decoded text.
-struct EngineGenerator {
-    model: Model,
-}
-
-impl Generator for EngineGenerator {
-    fn complete(
-        &mut self,
-        prompts: &[String],
-        params: &GenerationParams,
-    ) -> Vec<Result<String, String>> {
-        let tokenizer = self
-            .model
-            .tokenizer
-            .as_ref()
-            .expect("checked when the generator was made");
-        let mut results: Vec<Result<String, String>> = vec![Ok(String::new()); prompts.len()];
-        let mut requests = Vec::with_capacity(prompts.len());
-        let mut positions = Vec::with_capacity(prompts.len());
-        for (i, prompt) in prompts.iter().enumerate() {
-            match tokenizer.encode(prompt, true) {
-                Ok(prompt_ids) => {
-                    requests.push(TextRequest {
-                        request: Request {
-                            prompt_ids,
-                            max_new_tokens: params.max_new_tokens,
-                        },
-                        stop: params.stop.clone(),
-                    });
-                    positions.push(i);
-                }
-                Err(e) => results[i] = Err(format!("cannot tokenize the prompt: {e}")),
-            }
-        }
-        match prox_engine::generate_text(
-            &self.model.llama,
-            tokenizer,
-            &requests,
-            &GenerateOptions::default(),
-        ) {
-            Ok(generations) => {
-                for (i, generation) in positions.into_iter().zip(generations) {
-                    results[i] = generation.map(|g| g.text).map_err(|e| e.to_string());
-                }
-            }
-            Err(e) => {
-                for i in positions {
-                    results[i] = Err(format!("generation failed: {e}"));
-                }
-            }
-        }
-        results
-    }
 }
 
 /// Generation on an OpenAI-compatible server, which stops at the stop strings (`stop`); the

@@ -8,6 +8,7 @@ mod apply;
 mod convert;
 mod download;
 mod eval;
+mod eval_series;
 mod formats;
 mod generate;
 mod math_eval;
