@@ -1,15 +1,12 @@
 //! The reference's packed output for `fixtures/packed/input.jsonl`, reproduced byte for byte.
 
-#![allow(clippy::unwrap_used)] // a test fails loudly on any unexpected error
-
 use std::path::Path;
 
 use prox_pack::{Dtype, Header, PackSummary, PackedWriter, Recipe, Remainder};
 use prox_tokenizer::Tokenizer;
 
 fn expected() -> serde_json::Value {
-    let path = prox_test::fixture("packed/expected.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    prox_test::json::read(prox_test::fixture("packed/expected.json"))
 }
 
 fn pack(out: &Path, encode: impl Fn(&str) -> Vec<u32>) -> PackSummary {
@@ -55,16 +52,14 @@ fn assert_matches_the_reference(out: &Path, summary: &PackSummary) {
         expected_names.len()
     );
 
-    let mismatches: Vec<&String> = expected_names
+    let mismatches: Vec<String> = expected_names
         .iter()
         .filter(|name| {
             std::fs::read(out.join(name)).unwrap() != std::fs::read(fixtures.join(name)).unwrap()
         })
+        .map(|name| format!("{name}: bytes differ"))
         .collect();
-    assert!(
-        mismatches.is_empty(),
-        "files differing from the reference: {mismatches:?}"
-    );
+    prox_test::mismatch::assert_none(&mismatches, expected_names.len(), "packed files");
 
     let expected = expected();
     assert_eq!(

@@ -1,7 +1,5 @@
 //! Whatever is written reads back the same.
 
-#![allow(clippy::unwrap_used)] // a test fails loudly on any unexpected error
-
 use proptest::prelude::*;
 use prox_pack::{Dtype, Header, PackedReader, PackedWriter, Remainder};
 
