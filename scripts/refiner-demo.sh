@@ -14,7 +14,7 @@
 # previous one wrote. For real refiners, annotate with a large model (any OpenAI-compatible
 # server) and fine-tune a real small model with the paper's defaults.
 #
-# Sizes: PROX_DEMO_DOC_SAMPLE (6) and PROX_DEMO_CHUNK_SAMPLE (4) documents annotated, of
+# Sizes: PROX_DEMO_DOC_SAMPLE (6) and PROX_DEMO_CHUNK_SAMPLE (6) documents annotated, of
 # PROX_DEMO_DOC_LINES (4) lines each; PROX_DEMO_MAX_TOKENS (32) per annotator answer. The
 # prompts are the short ones of scripts/refiner-demo-prompts/ (one line to answer, one noise
 # prompt), as SmolLM2 on two busy cores takes about a minute per request of the built-in
@@ -29,7 +29,7 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 refiner="${PROX_DEMO_REFINER:-${PROX_FIXTURES:-../shared/fixtures}/tiny-llama}"
 doc_sample="${PROX_DEMO_DOC_SAMPLE:-6}"
-chunk_sample="${PROX_DEMO_CHUNK_SAMPLE:-4}"
+chunk_sample="${PROX_DEMO_CHUNK_SAMPLE:-6}"
 doc_lines="${PROX_DEMO_DOC_LINES:-4}"
 max_tokens="${PROX_DEMO_MAX_TOKENS:-32}"
 prompts="${PROX_DEMO_PROMPTS:-scripts/refiner-demo-prompts}"
@@ -88,7 +88,16 @@ for stage in doc chunk; do
 done
 
 begin "split the annotations (train / held out)"
+# A stage whose annotator gave fewer than two usable examples (SmolLM2 often writes a Python
+# function instead of calls at the chunk stage: see annotate-chunk/rejected.jsonl) is not
+# fine-tuned; refine then runs the untrained refiner at that stage, and the summary says so.
+stages=()
 for stage in doc chunk; do
+    if (($(wc -l <"$work/annotate-$stage/sft.jsonl") < 2)); then
+        echo "WARNING: the $stage stage has fewer than 2 examples: not fine-tuned" >&2
+        continue
+    fi
+    stages+=("$stage")
     # The last quarter of the examples (at least one) is held out for validation.
     python3 - "$work/annotate-$stage/sft.jsonl" "$work/train-$stage.jsonl" \
         "$work/heldout-$stage.jsonl" <<'PY'
@@ -103,24 +112,33 @@ open(heldout, "w").writelines(rows[cut:])
 print(f"{source}: {cut} to train on, {len(rows) - cut} held out", file=sys.stderr)
 PY
 done
+((${#stages[@]} > 0)) || { echo "error: no stage has examples to fine-tune on" >&2; exit 1; }
 
-for stage in doc chunk; do
+for stage in "${stages[@]}"; do
     begin "validate the untrained refiner, $stage stage"
     "$prox" validate --stage "$stage" --model "$refiner" --data "$work/heldout-$stage.jsonl" \
         --output "$work/validate-before-$stage.json" --max-new-tokens 32
 done
 
-for stage in doc chunk; do
+for stage in "${stages[@]}"; do
     begin "fine-tune the refiner, $stage stage"
     # A tiny random model learns the program format only with a large learning rate.
     "$prox" finetune --init-from "$refiner" --data "$work/train-$stage.jsonl" \
         --out "$work/finetune-$stage" --epochs 3 --global-batch 4 --micro-batch 2 \
         --lr 1e-3 --min-lr 1e-4 --val-fraction 0.2 --log-interval 5
 done
-doc_model="$(ls -d "$work"/finetune-doc/checkpoints/step-* | sort | tail -1)"
-chunk_model="$(ls -d "$work"/finetune-chunk/checkpoints/step-* | sort | tail -1)"
+# The last checkpoint of a fine-tuned stage, else the untrained refiner.
+checkpoint() {
+    if [[ -d "$work/finetune-$1/checkpoints" ]]; then
+        ls -d "$work/finetune-$1"/checkpoints/step-* | sort | tail -1
+    else
+        echo "$refiner"
+    fi
+}
+doc_model="$(checkpoint doc)"
+chunk_model="$(checkpoint chunk)"
 
-for stage in doc chunk; do
+for stage in "${stages[@]}"; do
     begin "validate the fine-tuned refiner, $stage stage"
     model=$doc_model
     [[ $stage == chunk ]] && model=$chunk_model
@@ -128,10 +146,13 @@ for stage in doc chunk; do
         --output "$work/validate-after-$stage.json" --max-new-tokens 32
 done
 
-begin "validate the fine-tuned doc refiner through prox serve"
-serve_start "$work/serve-refiner" "$doc_model" refiner-doc
-"$prox" validate --stage doc --endpoint "$serve_url" --model refiner-doc --tokenizer "$doc_model" \
-    --data "$work/heldout-doc.jsonl" --output "$work/validate-served-doc.json" --max-new-tokens 32
+served="${stages[0]}"
+served_model="$(checkpoint "$served")"
+begin "validate the fine-tuned $served refiner through prox serve"
+serve_start "$work/serve-refiner" "$served_model" refiner
+"$prox" validate --stage "$served" --endpoint "$serve_url" --model refiner \
+    --tokenizer "$served_model" --data "$work/heldout-$served.jsonl" \
+    --output "$work/validate-served-$served.json" --max-new-tokens 32
 
 begin "refine a corpus with the fine-tuned refiners"
 "$prox" refine --input "$work/refine-corpus.jsonl" --text-field doc_content --output "$work/run" \
@@ -144,8 +165,8 @@ echo "refiner demo: every output is under $work"
 printf '  %-34s %s\n' \
     "annotations (doc, chunk)" "annotate-doc/, annotate-chunk/ (sft.jsonl, answers.jsonl, rejected.jsonl, stats.json)" \
     "train / held-out splits" "train-{doc,chunk}.jsonl, heldout-{doc,chunk}.jsonl" \
-    "fine-tuned refiners" "${doc_model#"$work"/}, ${chunk_model#"$work"/}" \
-    "validation reports" "validate-{before,after}-{doc,chunk}.json, validate-served-doc.json" \
+    "refiners (doc, chunk)" "${doc_model#"$work"/}, ${chunk_model#"$work"/}" \
+    "validation reports" "validate-{before,after}-{$(IFS=,; echo "${stages[*]}")}.json, validate-served-$served.json" \
     "refined corpus" "run/output/"
 echo
 for stage in doc chunk; do
@@ -156,14 +177,14 @@ for stage in doc chunk; do
         "$(json "$stats" 'j["failed"]') failed; $(json "$stats" 'j["requests"]["sent"]') requests"
 done
 f1() { json "$1" '"n/a" if j["f1"] is None else round(j["f1"], 4)'; }
-for stage in doc chunk; do
+for stage in "${stages[@]}"; do
     echo "validate $stage ($(json "$work/validate-after-$stage.json" 'j["examples"]') held out):" \
         "F1 before $(f1 "$work/validate-before-$stage.json"), after $(f1 "$work/validate-after-$stage.json");" \
         "invalid predictions before $(json "$work/validate-before-$stage.json" 'j["invalid_predictions"]')," \
         "after $(json "$work/validate-after-$stage.json" 'j["invalid_predictions"]')"
 done
-echo "validate doc through prox serve: F1 $(f1 "$work/validate-served-doc.json")" \
-    "(embedded: $(f1 "$work/validate-after-doc.json"))"
+echo "validate $served through prox serve: F1 $(f1 "$work/validate-served-$served.json")" \
+    "(embedded: $(f1 "$work/validate-after-$served.json"))"
 stats="$work/run/stats.json"
 echo "refine: $(json "$stats" 'j["documents"]["input"]') documents in," \
     "$(json "$stats" 'j["documents"]["output"]') out ($(json "$stats" 'j["documents"]["modified"]') modified)," \

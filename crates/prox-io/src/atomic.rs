@@ -21,6 +21,26 @@ pub struct AtomicFile {
     written_back: u64,
 }
 
+/// What follows a temporary file's final name, before the process id.
+const TEMPORARY_MARK: &str = ".tmp-";
+
+/// The name a file is written under until it is whole: beside `path`, hidden so that listing a
+/// folder of outputs never picks up a half-written file, and naming this process so that two
+/// processes never write into each other's (`.NAME.tmp-PID`). `None` when `path` names no file.
+pub fn temporary_path(path: &Path) -> Option<PathBuf> {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name()?);
+    name.push(format!("{TEMPORARY_MARK}{}", std::process::id()));
+    Some(path.with_file_name(name))
+}
+
+/// For the name of a temporary file ([`temporary_path`]), the name it will have when whole and
+/// the id of the process writing it; `None` for any other name.
+pub fn temporary_target(name: &str) -> Option<(&str, u32)> {
+    let (target, pid) = name.strip_prefix('.')?.rsplit_once(TEMPORARY_MARK)?;
+    Some((target, pid.parse().ok()?))
+}
+
 /// How many written bytes start their writeback to disk. Without it the kernel keeps the whole
 /// file dirty in memory until the commit's `fsync`, which then waits for all of it at once
 /// (0.12–0.14 s for 120 MB here, at the very end of a run, with nothing else to overlap it).
@@ -35,14 +55,8 @@ impl AtomicFile {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
-        let final_name = path
-            .file_name()
+        let temporary = temporary_path(path)
             .ok_or_else(|| write_error(io::Error::other("the output path names no file")))?;
-        // Hidden, so that listing a folder of outputs never picks up a half-written file.
-        let mut name = std::ffi::OsString::from(".");
-        name.push(final_name);
-        name.push(format!(".tmp-{}", std::process::id()));
-        let temporary = path.with_file_name(name);
         let file = File::create(&temporary).map_err(|source| Error::Write {
             path: temporary.clone(),
             source,
@@ -144,6 +158,20 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_temporary_name_is_recognised_with_its_final_name_and_writer() {
+        let temporary = temporary_path(Path::new("out/part-00001-00002.parquet")).unwrap();
+        let name = temporary.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temporary.parent(), Some(Path::new("out")));
+        assert_eq!(
+            temporary_target(name),
+            Some(("part-00001-00002.parquet", std::process::id()))
+        );
+        assert_eq!(temporary_target("part-00001-00002.parquet"), None);
+        assert_eq!(temporary_target(".hidden.tmp-notapid"), None);
+        assert_eq!(temporary_path(Path::new("/")), None);
     }
 
     #[test]

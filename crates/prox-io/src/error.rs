@@ -49,6 +49,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{} is not valid JSON of the expected shape", path.display())]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -61,7 +67,8 @@ impl Error {
             | Error::List { path, .. }
             | Error::Missing { path }
             | Error::UnknownFormat { path }
-            | Error::Encode { path, .. } => path,
+            | Error::Encode { path, .. }
+            | Error::Decode { path, .. } => path,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{Error, RecordError, RecordLocation};
@@ -96,6 +97,28 @@ pub fn format_ending(output: &Path) -> &'static str {
         .iter()
         .find(|ending| name.ends_with(*ending))
         .map_or("jsonl", |ending| &ending[1..])
+}
+
+/// Reads the JSON value in `path` (summaries, manifests, markers); errors name the file.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The JSON value in `path`, or `None` when there is no such file.
+pub fn read_json_if_present<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    match read_json(path) {
+        Err(Error::Open { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
 }
 
 /// Writes a value as pretty JSON to `path`, atomically (summaries, manifests).

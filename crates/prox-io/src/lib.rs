@@ -53,9 +53,11 @@ mod read_ahead;
 mod slice;
 mod writer;
 
-pub use atomic::AtomicFile;
+pub use atomic::{temporary_path, temporary_target, AtomicFile};
 pub use error::{Error, RecordError};
-pub use failure::{beside, error_chain, format_ending, write_json, Failure};
+pub use failure::{
+    beside, error_chain, format_ending, read_json, read_json_if_present, write_json, Failure,
+};
 pub use fields::{get_field, set_field, string_field, take_string_field, FieldError};
 pub use input::input_files;
 pub use jsonl::{JsonlReader, JsonlWriter, Record, RecordLocation, DEFAULT_MAX_LINE_BYTES};

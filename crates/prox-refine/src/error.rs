@@ -11,8 +11,6 @@ pub enum Error {
     Run(#[from] prox_run::Error),
     #[error("cannot use {}: {message}", path.display())]
     Path { path: PathBuf, message: String },
-    #[error("the run folder {} was made for another run: {message} (use a new folder, or --force to replace its configuration)", path.display())]
-    ConfigMismatch { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error("the model failed: {0}")]

@@ -35,5 +35,5 @@ pub use openai::OpenAiBackend;
 pub use plan::{Plan, Shard, SplitPolicy};
 pub use prox_run::Stats;
 pub use refiner::{Destination, Refiner, RefinerOptions, Stages};
-pub use run::{RunConfig, RunFolder};
+pub use run::{BackendKind, OutputFormat, RefinerSettings, RunConfig, RunFolder};
 pub use task::{run_task, Progress, TaskOptions, TaskReport};

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use prox_io::{Format, Slice};
+use prox_run::RunConfig;
+pub use prox_run::SplitPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::document::DocumentSource;
@@ -23,17 +25,6 @@ pub struct Shard {
     pub slice: Slice,
     /// About how many bytes of the file the slice covers.
     pub bytes: u64,
-}
-
-/// How large files are split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SplitPolicy {
-    /// Pieces of about `total bytes / (4 × tasks)`, at least 64 MiB.
-    Auto,
-    /// Pieces of about this many bytes.
-    Bytes(u64),
-    /// Never split a file.
-    Never,
 }
 
 const MIN_AUTO_PIECE: u64 = 64 << 20;
@@ -67,6 +58,11 @@ impl Plan {
             shards.extend(split_file(file, name, size, piece)?);
         }
         Ok(Plan { tasks, shards })
+    }
+
+    /// The plan of a run: its inputs split for its tasks.
+    pub fn for_run(config: &RunConfig) -> Result<Plan> {
+        Plan::new(&config.inputs, config.tasks, config.split)
     }
 
     /// The shards of task `rank`, with their indices in the plan.

@@ -7,28 +7,13 @@ use prox_program::{parse, Executor, LineKind, Mode, Thresholds, Verdict};
 use prox_prompt::{PromptBudget, PromptMode, Prompter};
 use prox_run::{StageCounts, Stats};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::backend::{Backend, GenOutcome, GenRequest};
 use crate::document::{Document, NotADocument};
 use crate::error::{Error, Result};
 
-/// Which stages run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stages {
-    pub doc: bool,
-    pub chunk: bool,
-}
-
-impl Stages {
-    pub fn names(self) -> Vec<&'static str> {
-        [(self.doc, "doc"), (self.chunk, "chunk")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect()
-    }
-}
+pub use prox_run::Stages;
 
 /// How the stages prompt, decode and execute.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,28 +28,6 @@ pub struct RefinerOptions {
     pub doc_max_new_tokens: usize,
     /// Reference: 256.
     pub chunk_max_new_tokens: usize,
-}
-
-impl RefinerOptions {
-    /// The settings as the run configuration records them.
-    pub fn to_json(&self) -> Value {
-        let t = &self.thresholds;
-        json!({
-            "mode": self.mode.as_str(),
-            "threshold_1": t.threshold_1,
-            "threshold_2": t.threshold_2,
-            "error_op": t.error_op,
-            "min_words": t.min_words,
-            "prompt_mode": match self.prompt_mode {
-                PromptMode::Faithful => "faithful",
-                PromptMode::Robust => "robust",
-            },
-            "chunk_tokens": self.budget.chunk_tokens,
-            "doc_tokens": self.budget.doc_tokens,
-            "doc_max_new_tokens": self.doc_max_new_tokens,
-            "chunk_max_new_tokens": self.chunk_max_new_tokens,
-        })
-    }
 }
 
 impl Default for RefinerOptions {

@@ -1,13 +1,7 @@
-use std::path::PathBuf;
-
 /// Why a run folder could not be read or a report not written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{path} is not a run folder: it has none of output/, dropped/, failures/, stats.json")]
-    NotARunFolder { path: PathBuf },
-    #[error("cannot read the run's configuration {path}: {message}")]
-    RunConfig { path: PathBuf, message: String },
     #[error(transparent)]
     Run(#[from] prox_run::Error),
     #[error(transparent)]

@@ -102,7 +102,7 @@ impl RunLayout {
     }
 
     /// The complete parts of one kind, in run order (by task, then sequence); temporary files
-    /// (`.NAME.tmp…`) are left out.
+    /// ([`prox_io::temporary_path`]) are left out.
     pub fn parts(&self, kind: &str) -> Result<Vec<PathBuf>> {
         let mut parts: Vec<PathBuf> = self
             .entries(&self.parts_dir(kind))?
@@ -121,9 +121,8 @@ impl RunLayout {
         let mut found = Vec::new();
         for kind in PARTS {
             for (name, path) in self.entries(&self.parts_dir(kind))? {
-                let temporary = name
-                    .strip_prefix('.')
-                    .is_some_and(|rest| rest.starts_with(&prefix) && rest.contains(".tmp-"));
+                let temporary = prox_io::temporary_target(&name)
+                    .is_some_and(|(target, _)| target.starts_with(&prefix));
                 let stale = name.strip_prefix(&prefix).is_some_and(|rest| {
                     rest.split('.')
                         .next()
@@ -232,26 +231,14 @@ fn task_file(rank: usize, extension: &str) -> String {
     format!("task-{rank:05}.{extension}")
 }
 
-/// The JSON value in `path`.
+/// The JSON value in `path` ([`prox_io::read_json`]).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(prox_io::read_json(path)?)
 }
 
 /// The JSON value in `path`, or `None` when there is no such file.
 pub fn read_json_if_present<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match read_json(path) {
-        Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(None)
-        }
-        other => other.map(Some),
-    }
+    Ok(prox_io::read_json_if_present(path)?)
 }
 
 #[cfg(test)]

@@ -408,12 +408,15 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         doc_model: doc_model.clone(),
         chunk_model: chunk_model.clone(),
         backend: match args.backend {
-            BackendKind::Embedded => "embedded".to_owned(),
-            BackendKind::Openai => "openai".to_owned(),
+            BackendKind::Embedded => prox_refine::BackendKind::Embedded,
+            BackendKind::Openai => prox_refine::BackendKind::Openai,
         },
         endpoint: args.endpoint.clone(),
-        refiner: refiner_options.to_json(),
-        output_format: args.output_format.extension().to_owned(),
+        refiner: refiner_options.settings(),
+        output_format: match args.output_format {
+            OutputFormat::Parquet => prox_refine::OutputFormat::Parquet,
+            OutputFormat::JsonlGz => prox_refine::OutputFormat::JsonlGz,
+        },
         split: args.split_size,
         limit: args.limit,
     };
@@ -430,7 +433,7 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         return Ok(Completion::Clean);
     }
 
-    let (folder, plan) = RunFolder::prepare(output, &config, args.force)?;
+    let (folder, plan) = RunFolder::prepare(output, &config, args.force, Plan::for_run)?;
     let ranks: Vec<usize> = match rank {
         Some(rank) => vec![rank],
         None => (0..tasks).collect(),
