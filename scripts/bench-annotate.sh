@@ -31,7 +31,8 @@ openai_python="${PROX_OPENAI_PYTHON:-$(scripts/fetch-openai.sh)}"
 work="$(mktemp -d /tmp/prox-bench-annotate.XXXXXX)"
 trap 'serve_stop_all; rm -rf "$work"' EXIT
 
-python3 scripts/gen-corpus.py --mb 1 --seed 5 | head -n "$docs" >"$work/corpus.jsonl"
+python3 scripts/gen-corpus.py --mb 1 --seed 5 >"$work/all.jsonl"
+head -n "$docs" "$work/all.jsonl" >"$work/corpus.jsonl"
 serve_start "$work/serve" "$gguf" smollm2 --max-batch 32
 load_line
 
