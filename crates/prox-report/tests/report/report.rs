@@ -1,31 +1,23 @@
 //! Reports of run folders written by the contract, hostile documents included.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 
 use prox_program::{Executor, Mode, Thresholds};
 use prox_report::{Found, Outcome, Report, ReportOptions, RunFolder, SampledDocument};
-use support::{doc, mixed_docs, stats_for, write_failures, write_run, write_run_with, PartFormat};
+
+use crate::support::{
+    doc, mixed_docs, report_of, stats_for, write_mixed_run, write_run, write_run_with, PartFormat,
+};
 
 fn mixed_run(format: PartFormat) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let docs = mixed_docs(3);
-    write_run(dir.path(), &docs, format);
-    write_failures(
+    write_mixed_run(
         dir.path(),
-        &[
-            serde_json::json!({"file": "in/a.jsonl", "line": 9, "error": "invalid JSON </script>",
-                             "excerpt": "{\"text\": <script>", "stage": "read"}),
-        ],
+        3,
+        format,
+        serde_json::json!({"file": "in/a.jsonl", "line": 9, "error": "invalid JSON </script>",
+                           "excerpt": "{\"text\": <script>", "stage": "read"}),
     );
-    std::fs::write(
-        dir.path().join("stats.json"),
-        serde_json::to_string(&stats_for(&docs, 1)).unwrap(),
-    )
-    .unwrap();
     dir
 }
 
@@ -37,17 +29,23 @@ fn counts(report: &Report) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Re-executing each sampled document's programs gives what the run stored.
+fn assert_no_disagreements(report: &Report, context: &str) {
+    for document in &report.sample {
+        assert_eq!(
+            document.disagreements,
+            Vec::<String>::new(),
+            "{context} {}",
+            document.row.id
+        );
+    }
+}
+
 #[test]
 fn every_outcome_is_counted_and_sampled_from_parquet_and_jsonl_gz_parts() {
     for format in [PartFormat::Parquet, PartFormat::JsonlGz] {
         let dir = mixed_run(format);
-        let run = RunFolder::open(dir.path()).unwrap();
-        let options = ReportOptions {
-            sample: 16,
-            seed: 3,
-            ..ReportOptions::default()
-        };
-        let report = Report::build(&run, options).unwrap();
+        let report = report_of(dir.path(), 16, 3);
         assert_eq!(report.problems, Vec::<String>::new(), "{format:?}");
         let expected: BTreeMap<String, u64> = [
             ("unchanged", 3),
@@ -73,14 +71,7 @@ fn every_outcome_is_counted_and_sampled_from_parquet_and_jsonl_gz_parts() {
         assert_eq!(sampled["modified"], 3);
         assert!(sampled.values().all(|&n| n >= 2), "{sampled:?}");
         // Re-executing every sampled program agrees with what the run stored.
-        for document in &report.sample {
-            assert_eq!(
-                document.disagreements,
-                Vec::<String>::new(),
-                "{}",
-                document.row.id
-            );
-        }
+        assert_no_disagreements(&report, "");
     }
 }
 
@@ -129,15 +120,7 @@ fn a_document_dropped_by_the_document_stage_shows_its_input_and_program() {
 #[test]
 fn the_same_seed_gives_the_same_report_and_another_seed_another_sample() {
     let dir = mixed_run(PartFormat::Parquet);
-    let run = RunFolder::open(dir.path()).unwrap();
-    let build = |seed| {
-        let options = ReportOptions {
-            sample: 7,
-            seed,
-            ..ReportOptions::default()
-        };
-        Report::build(&run, options).unwrap()
-    };
+    let build = |seed| report_of(dir.path(), 7, seed);
     let ids = |report: &Report| -> Vec<String> {
         report.sample.iter().map(|d| d.row.id.clone()).collect()
     };
@@ -228,13 +211,7 @@ fn tags(html: &str) -> Vec<String> {
 #[test]
 fn nothing_from_a_document_becomes_markup_or_script() {
     let dir = mixed_run(PartFormat::Parquet);
-    let run = RunFolder::open(dir.path()).unwrap();
-    let options = ReportOptions {
-        sample: 100,
-        seed: 0,
-        ..ReportOptions::default()
-    };
-    let report = Report::build(&run, options).unwrap();
+    let report = report_of(dir.path(), 100, 0);
     assert_eq!(report.sample.len(), 24, "the whole run is in the sample");
     let html = report.to_html().unwrap();
 
@@ -369,7 +346,7 @@ fn a_report_re_executes_programs_with_the_runs_recorded_settings() {
     // Four of six lines removed, a third of the words kept: dropped (low_ratio) with
     // threshold_2 0.5, kept (modified) with the reference's 0.95.
     let lines: Vec<String> = (0..6)
-        .map(|i| support::words(&format!("l{i}w"), 4))
+        .map(|i| crate::support::words(&format!("l{i}w"), 4))
         .collect();
     let halved = doc(
         "halved",
@@ -393,14 +370,7 @@ fn a_report_re_executes_programs_with_the_runs_recorded_settings() {
         assert_eq!(run.execution().thresholds, thresholds);
         let report = Report::build(&run, ReportOptions::default()).unwrap();
         assert_eq!(report.sample.len(), 2, "{format:?}");
-        for document in &report.sample {
-            assert_eq!(
-                document.disagreements,
-                Vec::<String>::new(),
-                "{format:?} {}",
-                document.row.id
-            );
-        }
+        assert_no_disagreements(&report, &format!("{format:?}"));
         let Some(Found::Document(row)) = run.find("short").unwrap() else {
             panic!("short not found");
         };

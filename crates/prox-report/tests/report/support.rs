@@ -1,12 +1,11 @@
 //! Builds run folders as `prox refine` lays them out (`docs/run-folder.md`), with the real
 //! executor deciding each document's fate, hostile documents included.
 
-#![allow(clippy::unwrap_used, dead_code)]
-
 use std::path::Path;
 
 use prox_io::{JsonlWriter, ParquetWriter};
 use prox_program::{Executor, Mode, Thresholds, Verdict};
+use prox_report::{Report, ReportOptions, RunFolder};
 use serde_json::{json, Value};
 
 /// A document to put through the two stages.
@@ -278,4 +277,33 @@ pub fn stats_for(docs: &[Doc], failed: u64) -> Value {
         "words": {"input": 4000, "output": 1200},
         "seconds": {"total": 5.0, "model": 4.0, "io": 1.0}
     })
+}
+
+/// A run of [`mixed_docs`]`(per_kind)` in `dir`, with `failure` as its one failure row and the
+/// `stats.json` such a run ends with; returns the documents.
+pub fn write_mixed_run(
+    dir: &Path,
+    per_kind: usize,
+    format: PartFormat,
+    failure: Value,
+) -> Vec<Doc> {
+    let docs = mixed_docs(per_kind);
+    write_run(dir, &docs, format);
+    write_failures(dir, &[failure]);
+    std::fs::write(
+        dir.join("stats.json"),
+        serde_json::to_string(&stats_for(&docs, 1)).unwrap(),
+    )
+    .unwrap();
+    docs
+}
+
+/// The report of the run in `dir`, sampling `sample` documents with `seed`.
+pub fn report_of(dir: &Path, sample: usize, seed: u64) -> Report {
+    let options = ReportOptions {
+        sample,
+        seed,
+        ..ReportOptions::default()
+    };
+    Report::build(&RunFolder::open(dir).unwrap(), options).unwrap()
 }

@@ -6,10 +6,6 @@
 //!
 //! Without Chromium this test fails: it never skips.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -19,9 +15,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use prox_report::{Report, ReportOptions, RunFolder};
 use serde_json::{json, Value};
-use support::{mixed_docs, stats_for, write_failures, write_run, PartFormat};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+
+use crate::support::{mixed_docs, report_of, write_mixed_run, write_run, PartFormat};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -246,25 +243,13 @@ fn search(browser: &mut Browser, query: &str) -> u64 {
 fn the_report_loads_cleanly_shows_the_sample_and_filters_it_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let docs = mixed_docs(4);
-    write_run(&run, &docs, PartFormat::Parquet);
-    write_failures(
+    write_mixed_run(
         &run,
-        &[
-            json!({"file": "in/a.jsonl", "line": 3, "error": "invalid JSON", "excerpt": "</script>", "stage": "read"}),
-        ],
+        4,
+        PartFormat::Parquet,
+        json!({"file": "in/a.jsonl", "line": 3, "error": "invalid JSON", "excerpt": "</script>", "stage": "read"}),
     );
-    std::fs::write(
-        run.join("stats.json"),
-        serde_json::to_string(&stats_for(&docs, 1)).unwrap(),
-    )
-    .unwrap();
-    let options = ReportOptions {
-        sample: 20,
-        seed: 11,
-        ..ReportOptions::default()
-    };
-    let report = Report::build(&RunFolder::open(&run).unwrap(), options).unwrap();
+    let report = report_of(&run, 20, 11);
     let modified_in_sample = report
         .sample
         .iter()
