@@ -278,17 +278,24 @@ fn bar_chart(
             }
         }
         if series.len() > 1 {
-            plot.configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| failed(&e))?;
+            draw_legend(&mut plot, SeriesLabelPosition::UpperRight).map_err(|e| failed(&e))?;
         }
         root.present().map_err(|e| failed(&e))?;
     }
     Ok(svg)
+}
+
+/// The legend of a chart's labelled series, as every chart of ProX-rs draws it.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    plot: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    plot.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 12))
+        .position(position)
+        .draw()
 }
 
 #[cfg(test)]

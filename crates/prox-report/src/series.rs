@@ -9,6 +9,7 @@ use minijinja::Environment;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::charts::draw_legend;
 use crate::Error;
 
 const TEMPLATE: &str = include_str!("../assets/series.html");
@@ -88,13 +89,7 @@ impl ScoreChart<'_> {
                 )
                 .map_err(|e| failed(&e))?;
             }
-            plot.configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| failed(&e))?;
+            draw_legend(&mut plot, SeriesLabelPosition::LowerRight).map_err(|e| failed(&e))?;
             root.present().map_err(|e| failed(&e))?;
         }
         Ok(svg)
