@@ -29,13 +29,32 @@ pub struct AccountedTask {
     pub exit_code: String,
 }
 
+/// What this crate asks of Slurm: submission, the queue, accounting, the array-size limit and
+/// cancelling. [`Cluster`] runs the real commands; tests give a fake.
+pub trait SlurmCommands {
+    /// The cluster's `MaxArraySize`: array indices must be below it.
+    fn max_array_size(&self) -> Result<u32, Error>;
+
+    /// Submits with `sbatch --parsable ARGS…` and returns the job id.
+    fn submit(&self, args: &[String]) -> Result<String, Error>;
+
+    /// The queued tasks (pending, running, completing) of the given jobs.
+    fn queued(&self, job_ids: &[String]) -> Result<Vec<QueuedTask>, Error>;
+
+    /// The accounted tasks of the given jobs, or `None` where accounting is off or `sacct`
+    /// is missing (then job state comes from `squeue` and the run folder alone).
+    fn accounting(&self, job_ids: &[String]) -> Option<Vec<AccountedTask>>;
+
+    /// Cancels a job (all its tasks).
+    fn cancel(&self, job_id: &str) -> Result<(), Error>;
+}
+
 /// The Slurm commands on `PATH`.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster;
 
-impl Cluster {
-    /// The cluster's `MaxArraySize`: array indices must be below it.
-    pub fn max_array_size(&self) -> Result<u32, Error> {
+impl SlurmCommands for Cluster {
+    fn max_array_size(&self) -> Result<u32, Error> {
         let output = run("scontrol", &["show", "config"])?;
         parse_max_array_size(&output).ok_or_else(|| Error::Output {
             command: "scontrol show config".into(),
@@ -43,8 +62,7 @@ impl Cluster {
         })
     }
 
-    /// Submits with `sbatch --parsable ARGS…` and returns the job id.
-    pub fn submit(&self, args: &[String]) -> Result<String, Error> {
+    fn submit(&self, args: &[String]) -> Result<String, Error> {
         let mut all: Vec<&str> = vec!["--parsable"];
         all.extend(args.iter().map(String::as_str));
         let output = run("sbatch", &all)?;
@@ -54,8 +72,7 @@ impl Cluster {
         })
     }
 
-    /// The queued tasks (pending, running, completing) of the given jobs.
-    pub fn queued(&self, job_ids: &[String]) -> Result<Vec<QueuedTask>, Error> {
+    fn queued(&self, job_ids: &[String]) -> Result<Vec<QueuedTask>, Error> {
         if job_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -71,9 +88,7 @@ impl Cluster {
             .collect())
     }
 
-    /// The accounted tasks of the given jobs, or `None` where accounting is off or `sacct`
-    /// is missing (then job state comes from `squeue` and the run folder alone).
-    pub fn accounting(&self, job_ids: &[String]) -> Option<Vec<AccountedTask>> {
+    fn accounting(&self, job_ids: &[String]) -> Option<Vec<AccountedTask>> {
         if job_ids.is_empty() {
             return Some(Vec::new());
         }
@@ -91,8 +106,7 @@ impl Cluster {
         Some(parse_sacct(&output))
     }
 
-    /// Cancels a job (all its tasks).
-    pub fn cancel(&self, job_id: &str) -> Result<(), Error> {
+    fn cancel(&self, job_id: &str) -> Result<(), Error> {
         run("scancel", &[job_id]).map(drop)
     }
 }

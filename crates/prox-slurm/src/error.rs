@@ -35,6 +35,29 @@ pub enum Error {
     Io(#[from] prox_io::Error),
     #[error(transparent)]
     Run(#[from] prox_run::Error),
+    #[error(
+        "cannot tell how many tasks {} has: it has no slurm/submit.json and its run.json \
+         gives no `tasks`",
+        run_dir.display()
+    )]
+    UnknownTaskCount { run_dir: PathBuf },
+    #[error("the number of tasks is needed on the first submission of a run folder")]
+    NoTaskCount,
+    #[error("the refine arguments are missing")]
+    NoRefineArgs,
+    #[error(
+        "{} would differ from the first submission's (slurm/submit.json), which has {recorded}",
+        setting.describe()
+    )]
+    SettingChanged {
+        setting: crate::run_dir::FixedSetting,
+        recorded: String,
+    },
+    #[error(
+        "one server per task cannot serve both the document model ({doc}) and the chunk model \
+         ({chunk})"
+    )]
+    TwoServedModels { doc: String, chunk: String },
     #[error("the inference server command is empty")]
     EmptyServerCommand,
     #[error("cannot start the inference server `{command}`")]

@@ -86,6 +86,105 @@ pub struct SubmitSettings {
     pub resources: Resources,
 }
 
+/// What one `submit` asks for: on the first submission of a run, its settings; on a later
+/// one, what it may change (`None` and empty lists keep the first submission's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubmitRequest {
+    pub tasks: Option<u32>,
+    pub refine_args: Vec<String>,
+    pub separate_stages: bool,
+    pub max_parallel: Option<u32>,
+    pub launch_server: Option<String>,
+    pub server_ready_seconds: Option<u64>,
+    pub resources: Resources,
+}
+
+/// The settings of the first submission that a later one may not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FixedSetting {
+    Tasks,
+    RefineArgs,
+    SeparateStages,
+    LaunchServer,
+}
+
+impl SubmitSettings {
+    /// The settings of a submission: the request's on the first submission of a run folder;
+    /// on a later one, the `recorded` first submission's with the resources, the parallelism
+    /// and the server's wait changed as requested. What the tasks compute may not change.
+    pub fn resolve(
+        request: &SubmitRequest,
+        recorded: Option<&SubmitSettings>,
+    ) -> Result<SubmitSettings, Error> {
+        let Some(recorded) = recorded else {
+            let tasks = request.tasks.ok_or(Error::NoTaskCount)?;
+            if request.refine_args.is_empty() {
+                return Err(Error::NoRefineArgs);
+            }
+            return Ok(SubmitSettings {
+                tasks,
+                refine_args: request.refine_args.clone(),
+                separate_stages: request.separate_stages,
+                max_parallel: request.max_parallel,
+                launch_server: request.launch_server.clone(),
+                server_ready_seconds: request.server_ready_seconds,
+                resources: request.resources.clone(),
+            });
+        };
+        let changed = |setting, recorded: String| Error::SettingChanged { setting, recorded };
+        if request.tasks.is_some_and(|tasks| tasks != recorded.tasks) {
+            return Err(changed(FixedSetting::Tasks, recorded.tasks.to_string()));
+        }
+        if !request.refine_args.is_empty() && request.refine_args != recorded.refine_args {
+            return Err(changed(
+                FixedSetting::RefineArgs,
+                format!("{:?}", recorded.refine_args),
+            ));
+        }
+        if request.separate_stages && !recorded.separate_stages {
+            return Err(changed(FixedSetting::SeparateStages, "false".to_owned()));
+        }
+        if request.launch_server.is_some() && request.launch_server != recorded.launch_server {
+            return Err(changed(
+                FixedSetting::LaunchServer,
+                format!("{:?}", recorded.launch_server),
+            ));
+        }
+        let (new, old) = (&request.resources, &recorded.resources);
+        Ok(SubmitSettings {
+            max_parallel: request.max_parallel.or(recorded.max_parallel),
+            server_ready_seconds: request
+                .server_ready_seconds
+                .or(recorded.server_ready_seconds),
+            resources: Resources {
+                partition: new.partition.clone().or_else(|| old.partition.clone()),
+                cpus_per_task: new.cpus_per_task.or(old.cpus_per_task),
+                gpus_per_task: new.gpus_per_task.or(old.gpus_per_task),
+                mem: new.mem.clone().or_else(|| old.mem.clone()),
+                time: new.time.clone().or_else(|| old.time.clone()),
+                extra: if new.extra.is_empty() {
+                    old.extra.clone()
+                } else {
+                    new.extra.clone()
+                },
+            },
+            ..recorded.clone()
+        })
+    }
+}
+
+impl FixedSetting {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            FixedSetting::Tasks => "the number of tasks",
+            FixedSetting::RefineArgs => "the refine arguments",
+            FixedSetting::SeparateStages => "separate stages",
+            FixedSetting::LaunchServer => "the server command",
+        }
+    }
+}
+
 /// One `sbatch` submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -198,6 +297,70 @@ mod tests {
         std::fs::write(slurm.jobs_path(), "{").unwrap();
         let error = slurm.jobs().unwrap_err().to_string();
         assert!(error.contains("jobs.json"), "{error}");
+    }
+
+    #[test]
+    fn a_resubmission_keeps_the_computation_and_may_change_resources() {
+        let first = SubmitRequest {
+            tasks: Some(4),
+            refine_args: vec!["--input".into(), "x".into()],
+            resources: Resources {
+                time: Some("1:00:00".into()),
+                mem: Some("4G".into()),
+                extra: vec!["--account=a".into()],
+                ..Resources::default()
+            },
+            ..SubmitRequest::default()
+        };
+        let recorded = SubmitSettings::resolve(&first, None).unwrap();
+        let again = SubmitRequest {
+            resources: Resources {
+                time: Some("8:00:00".into()),
+                ..Resources::default()
+            },
+            max_parallel: Some(2),
+            ..SubmitRequest::default()
+        };
+        let settings = SubmitSettings::resolve(&again, Some(&recorded)).unwrap();
+        assert_eq!(settings.resources.time.as_deref(), Some("8:00:00"));
+        assert_eq!(settings.resources.mem.as_deref(), Some("4G"));
+        assert_eq!(settings.resources.extra, recorded.resources.extra);
+        assert_eq!(settings.max_parallel, Some(2));
+        assert_eq!(settings.refine_args, recorded.refine_args);
+        let fixed =
+            |request: SubmitRequest| match SubmitSettings::resolve(&request, Some(&recorded))
+                .unwrap_err()
+            {
+                Error::SettingChanged { setting, .. } => setting,
+                error => panic!("{error}"),
+            };
+        let more_tasks = SubmitRequest {
+            tasks: Some(5),
+            ..SubmitRequest::default()
+        };
+        assert_eq!(fixed(more_tasks), FixedSetting::Tasks);
+        let other_args = SubmitRequest {
+            refine_args: vec!["--input".into(), "y".into()],
+            ..SubmitRequest::default()
+        };
+        assert_eq!(fixed(other_args), FixedSetting::RefineArgs);
+        let split = SubmitRequest {
+            separate_stages: true,
+            ..SubmitRequest::default()
+        };
+        assert_eq!(fixed(split), FixedSetting::SeparateStages);
+    }
+
+    #[test]
+    fn a_first_submission_needs_tasks_and_refine_arguments() {
+        let no_tasks = SubmitSettings::resolve(&SubmitRequest::default(), None).unwrap_err();
+        assert!(matches!(no_tasks, Error::NoTaskCount), "{no_tasks}");
+        let request = SubmitRequest {
+            tasks: Some(2),
+            ..SubmitRequest::default()
+        };
+        let no_args = SubmitSettings::resolve(&request, None).unwrap_err();
+        assert!(matches!(no_args, Error::NoRefineArgs), "{no_args}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::array::split_ranks;
-use crate::cluster::Cluster;
+use crate::cluster::SlurmCommands;
 use crate::run_dir::{JobRecord, SlurmDir, Stage, StageDir, SubmitSettings};
 use crate::script::{slurm_output_pattern, TaskScript, Word, RANK_OFFSET_VAR};
 use crate::status::{stages, task_states, SlurmView, TaskState};
@@ -35,7 +35,7 @@ pub fn submit(
     settings: &SubmitSettings,
     program: &Path,
     words: impl Fn(Stage) -> Vec<Word>,
-    cluster: &Cluster,
+    cluster: &dyn SlurmCommands,
 ) -> Result<Vec<StageSubmission>, Error> {
     let slurm_dir = SlurmDir::new(run_dir);
     let mut jobs = slurm_dir.jobs()?;
@@ -173,4 +173,123 @@ fn write_script(path: &Path, script: &str) -> Result<(), Error> {
     })?;
     file.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeSlurm;
+    use crate::script::Resources;
+
+    fn settings(tasks: u32, separate_stages: bool) -> SubmitSettings {
+        SubmitSettings {
+            tasks,
+            refine_args: vec!["--input".into(), "x".into()],
+            separate_stages,
+            max_parallel: None,
+            launch_server: None,
+            server_ready_seconds: None,
+            resources: Resources::default(),
+        }
+    }
+
+    fn submit_to(
+        run_dir: &Path,
+        settings: &SubmitSettings,
+        slurm: &FakeSlurm,
+    ) -> Vec<StageSubmission> {
+        submit(
+            run_dir,
+            settings,
+            Path::new("/bin/prox"),
+            |stage| vec![Word::literal("refine"), Word::literal(stage.name())],
+            slurm,
+        )
+        .unwrap()
+    }
+
+    fn finish(run_dir: &Path, stage: Stage, rank: usize) {
+        let layout = StageDir::new(run_dir, stage).layout().clone();
+        std::fs::create_dir_all(layout.done_dir()).unwrap();
+        std::fs::write(layout.done_marker(rank), "{}").unwrap();
+    }
+
+    #[test]
+    fn the_first_submission_writes_the_script_and_records_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = FakeSlurm::default();
+        let submissions = submit_to(dir.path(), &settings(3, false), &slurm);
+        assert_eq!(submissions.len(), 1);
+        assert_eq!(submissions[0].jobs[0].ranks, [0, 1, 2]);
+        let submitted = slurm.submitted.borrow();
+        assert_eq!(submitted.len(), 1);
+        assert!(
+            submitted[0].contains(&"--array=0-2".to_owned()),
+            "{submitted:?}"
+        );
+        let slurm_dir = SlurmDir::new(dir.path());
+        let script = std::fs::read_to_string(slurm_dir.script(Stage::All)).unwrap();
+        assert!(script.contains("refine"), "{script}");
+        assert_eq!(slurm_dir.jobs().unwrap().jobs, submissions[0].jobs);
+    }
+
+    #[test]
+    fn a_resubmission_submits_only_the_tasks_that_neither_finished_nor_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = FakeSlurm::default();
+        let settings = settings(4, false);
+        submit_to(dir.path(), &settings, &slurm);
+        // While Slurm holds every task, submitting again does nothing.
+        let again = submit_to(dir.path(), &settings, &slurm);
+        assert_eq!(again[0].active, [0, 1, 2, 3]);
+        assert!(again[0].jobs.is_empty());
+        // Task 0 finished, task 3 still runs, tasks 1 and 2 were lost with their node.
+        finish(dir.path(), Stage::All, 0);
+        slurm.drain();
+        slurm.queue("100", 3, "RUNNING", "None");
+        let repair = submit_to(dir.path(), &settings, &slurm);
+        assert_eq!(repair[0].completed, 1);
+        assert_eq!(repair[0].active, [3]);
+        assert_eq!(repair[0].jobs.len(), 1);
+        assert_eq!(repair[0].jobs[0].ranks, [1, 2]);
+        assert_eq!(repair[0].jobs[0].array, "1-2");
+        assert_eq!(SlurmDir::new(dir.path()).jobs().unwrap().jobs.len(), 2);
+    }
+
+    #[test]
+    fn chunk_jobs_wait_for_the_document_jobs_and_dead_dependencies_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = FakeSlurm::default();
+        let settings = settings(2, true);
+        let first = submit_to(dir.path(), &settings, &slurm);
+        let (doc_job, chunk_job) = (&first[0].jobs[0], &first[1].jobs[0]);
+        assert_eq!(chunk_job.after, std::slice::from_ref(&doc_job.job_id));
+        assert!(slurm.submitted.borrow()[1]
+            .contains(&format!("--dependency=afterok:{}", doc_job.job_id)));
+        // The document job failed; its chunk job can never start.
+        slurm.drain();
+        slurm.queue(&chunk_job.job_id, 0, "PENDING", NEVER_SATISFIED);
+        slurm.queue(&chunk_job.job_id, 1, "PENDING", NEVER_SATISFIED);
+        let repair = submit_to(dir.path(), &settings, &slurm);
+        assert_eq!(
+            *slurm.cancelled.borrow(),
+            std::slice::from_ref(&chunk_job.job_id)
+        );
+        assert_eq!(repair[0].jobs[0].ranks, [0, 1]);
+        assert_eq!(repair[1].jobs[0].ranks, [0, 1]);
+        assert_eq!(repair[1].jobs[0].after, [repair[0].jobs[0].job_id.clone()]);
+    }
+
+    #[test]
+    fn arrays_past_the_cluster_limit_are_split_with_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = FakeSlurm {
+            max_array_size: 2,
+            ..FakeSlurm::default()
+        };
+        let submissions = submit_to(dir.path(), &settings(5, false), &slurm);
+        let offsets: Vec<u32> = submissions[0].jobs.iter().map(|job| job.offset).collect();
+        assert_eq!(offsets, [0, 2, 4]);
+        assert!(slurm.submitted.borrow()[2].contains(&format!("--export=ALL,{RANK_OFFSET_VAR}=4")));
+    }
 }
