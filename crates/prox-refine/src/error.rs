@@ -15,6 +15,14 @@ pub enum Error {
     Invalid(String),
     #[error("the model failed: {0}")]
     Backend(String),
+    #[error("task {rank} stopped")]
+    TaskStopped {
+        rank: usize,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("a worker panicked")]
+    WorkerPanicked,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -13,6 +13,8 @@
 //!   one ends ([`Destination`]).
 //! - [`RunFolder`] and [`run_task`] make a task resumable: outputs are committed in parts,
 //!   each followed by a progress checkpoint; a rerun continues from the last checkpoint.
+//!   [`run_tasks`] runs a process's tasks on a pool of workers and tells a [`Reporter`].
+//! - [`Preset`] names the released refiners; [`Models`] are a run's, the preset's by default.
 //! - [`Stats`] (from `prox-run`, which holds the run folder's contract) counts everything, and
 //!   the counts add up.
 //! - [`validate`] measures a refiner on held-out annotated examples: keep/drop F1 of the
@@ -23,6 +25,8 @@ mod document;
 mod error;
 mod openai;
 mod plan;
+mod pool;
+mod preset;
 mod refiner;
 mod run;
 mod task;
@@ -33,7 +37,9 @@ pub use document::{Document, DocumentSource};
 pub use error::{Error, Result};
 pub use openai::OpenAiBackend;
 pub use plan::{Plan, Shard, SplitPolicy};
+pub use pool::{rank_from_environment, run_tasks, RANK_OFFSET_VARIABLE, RANK_VARIABLES};
+pub use preset::{Models, Preset};
 pub use prox_run::Stats;
 pub use refiner::{Destination, Refiner, RefinerOptions, Stages};
 pub use run::{BackendKind, OutputFormat, RefinerSettings, RunConfig, RunFolder};
-pub use task::{run_task, Progress, TaskOptions, TaskReport};
+pub use task::{run_task, Progress, Reporter, Silent, TaskOptions, TaskReport};

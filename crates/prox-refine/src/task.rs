@@ -55,7 +55,21 @@ impl Default for TaskOptions {
     }
 }
 
-/// Counters the progress display reads while tasks run (shared by all tasks of a process).
+/// What running tasks tell as they go. Every method has a no-op default; one reporter is shared
+/// by all the tasks of a process.
+pub trait Reporter: Sync {
+    /// A batch of task `rank` was written: the task's stats went from `before` to `after`.
+    fn batch_done(&self, _rank: usize, _before: &Stats, _after: &Stats) {}
+    /// Task `report.rank` ended (or had ended before: `report.already_done`).
+    fn task_done(&self, _report: &TaskReport) {}
+}
+
+/// A reporter that says nothing.
+pub struct Silent;
+
+impl Reporter for Silent {}
+
+/// A reporter that adds up what the tasks of a process did so far.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub documents: AtomicU64,
@@ -67,8 +81,15 @@ pub struct Progress {
     pub generated_tokens: AtomicU64,
 }
 
+impl Reporter for Progress {
+    fn batch_done(&self, _rank: usize, before: &Stats, after: &Stats) {
+        self.add(before, after);
+    }
+}
+
 impl Progress {
-    fn add(&self, before: &Stats, after: &Stats) {
+    /// Adds what a batch did: the difference between the stats before and after it.
+    pub fn add(&self, before: &Stats, after: &Stats) {
         let delta = |a: u64, b: u64| b.saturating_sub(a);
         let add = |counter: &AtomicU64, a: u64, b: u64| {
             counter.fetch_add(delta(a, b), Ordering::Relaxed);
@@ -152,7 +173,7 @@ pub fn run_task(
     rank: usize,
     refiner: &Refiner,
     options: &TaskOptions,
-    progress: &Progress,
+    reporter: &dyn Reporter,
 ) -> Result<TaskReport> {
     if rank >= plan.tasks {
         return Err(Error::Invalid(format!(
@@ -190,8 +211,9 @@ pub fn run_task(
         rank,
         refiner,
         options,
-        progress,
+        reporter,
         parts: Parts::new(folder, rank, checkpoint.next_part, &options.output_format),
+        reported: checkpoint.stats.clone(),
         checkpoint,
         pending: Vec::new(),
         documents: Vec::new(),
@@ -324,7 +346,7 @@ struct Task<'a> {
     rank: usize,
     refiner: &'a Refiner,
     options: &'a TaskOptions,
-    progress: &'a Progress,
+    reporter: &'a dyn Reporter,
     parts: Parts,
     checkpoint: Checkpoint,
     /// The batch in input order: a destination already known, or `None` for the next of
@@ -334,6 +356,9 @@ struct Task<'a> {
     /// The position after the last item in `pending` (shard, items).
     position: (usize, u64),
     since_commit: u64,
+    /// The stats last told to the reporter: records that fail before a batch is refined are
+    /// counted as they arrive, so a batch's share is measured from here.
+    reported: Stats,
     last_commit: Instant,
 }
 
@@ -402,7 +427,6 @@ impl Task<'_> {
     /// Refines the pending batch, writes its rows, and commits when it is time.
     fn flush(&mut self, stats: &mut Stats) -> Result<()> {
         let started = Instant::now();
-        let before = stats.clone();
         let entries = std::mem::take(&mut self.pending);
         let count = entries.len() as u64;
         let documents = std::mem::take(&mut self.documents);
@@ -419,7 +443,8 @@ impl Task<'_> {
         stats.seconds.total += started.elapsed().as_secs_f64();
         stats.seconds.model = stats.stages.doc.seconds + stats.stages.chunk.seconds;
         stats.update_ratios();
-        self.progress.add(&before, stats);
+        self.reporter.batch_done(self.rank, &self.reported, stats);
+        self.reported = stats.clone();
         self.since_commit += count;
         self.checkpoint.shard = self.position.0;
         self.checkpoint.items = self.position.1;

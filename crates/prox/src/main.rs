@@ -3,9 +3,11 @@
 
 mod cli;
 mod commands;
+mod config_file;
 mod engine_args;
 mod env_vars;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 

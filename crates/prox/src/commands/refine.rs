@@ -1,18 +1,17 @@
 //! `prox refine`: the refining pipeline over a corpus, into a resumable run folder.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Args, FromArgMatches};
+use clap::builder::TypedValueParser as _;
 use prox_program::Mode;
 use prox_prompt::{PromptBudget, PromptMode, Stage};
 use prox_refine::{
-    run_task, Backend, EmbeddedBackend, OpenAiBackend, Plan, Progress, Refiner, RefinerOptions,
-    RunConfig, RunFolder, SplitPolicy, Stages, Stats, TaskOptions,
+    rank_from_environment, run_tasks, Backend, EmbeddedBackend, Models, OpenAiBackend, Plan,
+    Preset, Progress, Refiner, RefinerOptions, Reporter, RunConfig, RunFolder, SplitPolicy, Stages,
+    Stats, TaskOptions, TaskReport,
 };
 
 use crate::commands::apply::ThresholdArgs;
@@ -39,7 +38,8 @@ pub struct RefineArgs {
 
     /// The released refiners: `web` (gair-prox/web-doc-refining-lm and
     /// gair-prox/web-chunk-refining-lm) or `math` (the two math-… models).
-    #[arg(long, value_enum, default_value_t = Preset::Web)]
+    #[arg(long, default_value = "web", value_parser = clap::builder::PossibleValuesParser::new(["web", "math"])
+        .try_map(|name| name.parse::<Preset>()))]
     pub preset: Preset,
 
     /// The document-stage model (a folder, a .gguf file or a hub id) [default: the preset's].
@@ -51,7 +51,7 @@ pub struct RefineArgs {
     pub chunk_model: Option<String>,
 
     /// The stages to run, in order: `doc,chunk`, `doc` or `chunk`.
-    #[arg(long, default_value = "doc,chunk", value_parser = parse_stages)]
+    #[arg(long, default_value = "doc,chunk", value_parser = |value: &str| value.parse::<Stages>())]
     pub stages: Stages,
 
     /// Where the models run: `embedded` (in this process) or `openai` (an OpenAI-compatible
@@ -211,27 +211,6 @@ Exit status: 0 when every document was processed, 1 when some went to the failur
 an error that stopped the run.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    Web,
-    Math,
-}
-
-impl Preset {
-    fn models(self) -> (&'static str, &'static str) {
-        match self {
-            Preset::Web => (
-                "gair-prox/web-doc-refining-lm",
-                "gair-prox/web-chunk-refining-lm",
-            ),
-            Preset::Math => (
-                "gair-prox/math-doc-refining-lm",
-                "gair-prox/math-chunk-refining-lm",
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
     Embedded,
     Openai,
@@ -265,21 +244,6 @@ pub enum DocDecoding {
     Generate,
 }
 
-fn parse_stages(value: &str) -> Result<Stages, String> {
-    let mut stages = Stages {
-        doc: false,
-        chunk: false,
-    };
-    for name in value.split(',').map(str::trim) {
-        match name {
-            "doc" if !stages.doc && !stages.chunk => stages.doc = true,
-            "chunk" if !stages.chunk => stages.chunk = true,
-            _ => return Err(format!("expected doc,chunk, doc or chunk, not {value:?}")),
-        }
-    }
-    Ok(stages)
-}
-
 fn parse_split(value: &str) -> Result<SplitPolicy, String> {
     match value {
         "auto" => Ok(SplitPolicy::Auto),
@@ -293,70 +257,12 @@ fn parse_split(value: &str) -> Result<SplitPolicy, String> {
 
 pub fn run(args: &RefineArgs) -> anyhow::Result<Completion> {
     match &args.config {
-        Some(config) => run_resolved(&with_config_file(config)?),
+        Some(config) => run_resolved(&crate::config_file::with_config_file(
+            "prox-refine",
+            config,
+        )?),
         None => run_resolved(args),
     }
-}
-
-/// The arguments with the YAML file's values under the command line's: the file becomes flags
-/// placed before the command line's own, and a flag given twice takes its last value.
-fn with_config_file(path: &Path) -> anyhow::Result<RefineArgs> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    let values: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("{} is not a YAML mapping", path.display()))?;
-    let mut argv = vec!["prox-refine".to_owned()];
-    for (key, value) in values {
-        let Some(key) = key.as_str() else {
-            bail!("{}: every key must be a string", path.display());
-        };
-        let flag = format!("--{}", key.replace('_', "-"));
-        if flag == "--config" {
-            bail!("{}: a config file cannot name another one", path.display());
-        }
-        match value {
-            serde_yaml_ng::Value::Bool(true) => argv.push(flag),
-            serde_yaml_ng::Value::Bool(false) | serde_yaml_ng::Value::Null => {}
-            serde_yaml_ng::Value::Sequence(items) => {
-                argv.push(flag);
-                for item in items {
-                    argv.push(yaml_scalar(&item, key, path)?);
-                }
-            }
-            scalar => {
-                argv.push(flag);
-                argv.push(yaml_scalar(&scalar, key, path)?);
-            }
-        }
-    }
-    // The command line's own arguments, after `refine`, minus --config and its value.
-    let mut command_line = std::env::args().skip_while(|a| a != "refine").skip(1);
-    while let Some(arg) = command_line.next() {
-        if arg == "--config" {
-            command_line.next();
-        } else if !arg.starts_with("--config=") {
-            argv.push(arg);
-        }
-    }
-    let command = RefineArgs::augment_args(clap::Command::new("prox-refine"))
-        .args_override_self(true)
-        .no_binary_name(false);
-    let matches = command
-        .try_get_matches_from(&argv)
-        .with_context(|| format!("in the config file {}", path.display()))?;
-    Ok(RefineArgs::from_arg_matches(&matches)?)
-}
-
-fn yaml_scalar(value: &serde_yaml_ng::Value, key: &str, path: &Path) -> anyhow::Result<String> {
-    Ok(match value {
-        serde_yaml_ng::Value::String(s) => s.clone(),
-        serde_yaml_ng::Value::Number(n) => n.to_string(),
-        serde_yaml_ng::Value::Bool(b) => b.to_string(),
-        _ => bail!(
-            "{}: `{key}` must be a string, number or list",
-            path.display()
-        ),
-    })
 }
 
 fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
@@ -372,17 +278,15 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         Some(rank) => Some(usize::try_from(rank)?),
         None => rank_from_environment()?,
     };
-    let (doc_default, chunk_default) = args.preset.models();
-    let doc_model = args.stages.doc.then(|| {
-        args.doc_model
-            .clone()
-            .unwrap_or_else(|| doc_default.to_owned())
-    });
-    let chunk_model = args.stages.chunk.then(|| {
-        args.chunk_model
-            .clone()
-            .unwrap_or_else(|| chunk_default.to_owned())
-    });
+    let Models {
+        doc: doc_model,
+        chunk: chunk_model,
+    } = Models::new(
+        args.preset,
+        args.doc_model.as_deref(),
+        args.chunk_model.as_deref(),
+        args.stages,
+    );
     let refiner_options = RefinerOptions {
         mode: args.mode,
         thresholds: args.thresholds.thresholds(),
@@ -468,7 +372,6 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         id_field: args.id_field.clone(),
     };
 
-    let progress = Progress::default();
     let total_bytes: u64 = ranks.iter().map(|&r| plan.bytes_of(r)).sum();
     let workers = usize::try_from(args.workers)?.clamp(1, ranks.len());
     tracing::info!(
@@ -479,74 +382,27 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         stages = ?args.stages.names(),
         "refining"
     );
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let reporter = scope.spawn(|| report_progress(&progress, total_bytes, &done, args));
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&rank) = ranks.get(index) else {
-                            return Ok(());
-                        };
-                        let report =
-                            run_task(&folder, &plan, rank, &refiner, &task_options, &progress)
-                                .with_context(|| format!("task {rank} stopped"))?;
-                        if !report.already_done {
-                            tracing::info!(
-                                rank,
-                                documents = report.stats.documents.input,
-                                output = report.stats.documents.output,
-                                dropped = report.stats.documents.dropped,
-                                failed = report.stats.documents.failed,
-                                "task done"
-                            );
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut result = Ok(());
-        for handle in handles {
-            let outcome = handle
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")));
-            if result.is_ok() {
-                result = outcome;
-            }
-        }
-        done.store(true, Ordering::Relaxed);
-        let _ = reporter.join();
-        result
-    })?;
+    let reporter = RefineReporter {
+        totals: Progress::default(),
+        started: Instant::now(),
+        bar: crate::progress::Progress::new(
+            total_bytes,
+            "{bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+            Some(Duration::from_secs(args.progress_seconds.max(1))),
+        ),
+    };
+    let result = run_tasks(
+        &folder,
+        &plan,
+        &ranks,
+        workers,
+        &refiner,
+        &task_options,
+        &reporter,
+    );
+    reporter.bar.finish();
+    result?;
     finish(&folder, tasks, &ranks)
-}
-
-/// The rank of this process in a job array or indexed job, if it is in one.
-fn rank_from_environment() -> anyhow::Result<Option<usize>> {
-    for name in [
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_PROCID",
-        "JOB_COMPLETION_INDEX",
-    ] {
-        if let Ok(value) = std::env::var(name) {
-            let rank = value
-                .trim()
-                .parse::<usize>()
-                .with_context(|| format!("{name}={value:?} is not a task number"))?;
-            let offset = match std::env::var("PROX_RANK_OFFSET") {
-                Ok(offset) => offset
-                    .trim()
-                    .parse::<usize>()
-                    .with_context(|| format!("PROX_RANK_OFFSET={offset:?} is not a number"))?,
-                Err(_) => 0,
-            };
-            return Ok(Some(rank + offset));
-        }
-    }
-    Ok(None)
 }
 
 fn load_backend(model: &str, stage: Stage, args: &RefineArgs) -> anyhow::Result<Arc<dyn Backend>> {
@@ -656,64 +512,51 @@ fn finish(folder: &RunFolder, tasks: usize, ranks: &[usize]) -> anyhow::Result<C
     })
 }
 
-/// A progress bar on a terminal; a log line every --progress-seconds otherwise.
-fn report_progress(
-    progress: &Progress,
-    total_bytes: u64,
-    done: &std::sync::atomic::AtomicBool,
-    args: &RefineArgs,
-) {
-    let started = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
-    let bar = if terminal {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total_bytes),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {bytes}/{total_bytes} {msg} ETA {eta}",
+/// A bar of input bytes on a terminal, a log line every --progress-seconds otherwise, and a
+/// line per task done.
+struct RefineReporter {
+    totals: Progress,
+    started: Instant,
+    bar: crate::progress::Progress,
+}
+
+impl Reporter for RefineReporter {
+    fn batch_done(&self, _rank: usize, before: &Stats, after: &Stats) {
+        self.totals.add(before, after);
+        let totals = &self.totals;
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        self.bar.set_position(load(&totals.bytes));
+        self.bar.message(|| {
+            let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+            let documents = load(&totals.documents);
+            let tokens = load(&totals.prompt_tokens) + load(&totals.generated_tokens);
+            format!(
+                "{documents} docs ({:.1}/s), {:.0} tokens/s, kept {} dropped {} failed {}",
+                documents as f64 / seconds,
+                tokens as f64 / seconds,
+                load(&totals.output),
+                load(&totals.dropped),
+                load(&totals.failed),
             )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    let interval = if terminal {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(args.progress_seconds.max(1))
-    };
-    let mut last_line = Instant::now();
-    while !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last_line.elapsed() < interval {
-            continue;
-        }
-        last_line = Instant::now();
-        let seconds = started.elapsed().as_secs_f64().max(1e-9);
-        let documents = progress.documents.load(Ordering::Relaxed);
-        let tokens = progress.prompt_tokens.load(Ordering::Relaxed)
-            + progress.generated_tokens.load(Ordering::Relaxed);
-        let message = format!(
-            "{documents} docs ({:.1}/s), {:.0} tokens/s, kept {} dropped {} failed {}",
-            documents as f64 / seconds,
-            tokens as f64 / seconds,
-            progress.output.load(Ordering::Relaxed),
-            progress.dropped.load(Ordering::Relaxed),
-            progress.failed.load(Ordering::Relaxed),
-        );
-        match &bar {
-            Some(bar) => {
-                bar.set_position(progress.bytes.load(Ordering::Relaxed));
-                bar.set_message(message);
-            }
-            None => tracing::info!("progress: {message}"),
-        }
+        });
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+
+    fn task_done(&self, report: &TaskReport) {
+        if !report.already_done {
+            let documents = &report.stats.documents;
+            self.bar.suspend(|| {
+                tracing::info!(
+                    rank = report.rank,
+                    documents = documents.input,
+                    output = documents.output,
+                    dropped = documents.dropped,
+                    failed = documents.failed,
+                    "task done"
+                )
+            });
+        }
     }
 }
 
@@ -722,21 +565,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stages_parse_in_order_only() {
-        assert_eq!(
-            parse_stages("doc,chunk"),
-            Ok(Stages {
-                doc: true,
-                chunk: true
-            })
-        );
-        assert!(parse_stages("chunk,doc").is_err());
-        assert!(parse_stages("doc,doc").is_err());
-        assert!(parse_stages("").is_err());
-    }
-
-    #[test]
     fn the_refine_arguments_are_consistent() {
+        use clap::Args;
         RefineArgs::augment_args(clap::Command::new("refine")).debug_assert();
     }
 }
