@@ -12,6 +12,9 @@
 //!   or length with an error naming the file.
 //! - [`Recipe`] turns the ids of each document's text (as the reference's fast Hugging Face
 //!   tokenizer gives them, e.g. from `prox-tokenizer`) into the tokens the reference packs.
+//! - [`pack`] runs a whole packing job over input files, as the reference's `prepare_web`
+//!   processes do, with failures and a [`DatasetSummary`]; it tells its progress to a
+//!   [`Reporter`].
 //!
 //! ```
 //! use prox_pack::{Dtype, Header, PackedReader, PackedWriter, Remainder};
@@ -34,6 +37,7 @@
 
 mod error;
 mod format;
+mod pack;
 mod reader;
 mod recipe;
 mod writer;
@@ -41,6 +45,9 @@ mod writer;
 pub use error::Error;
 pub use format::{
     file_name, Dtype, Header, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAGIC, U16_VOCAB_LIMIT, VERSION,
+};
+pub use pack::{
+    dtype_for, pack, stream_prefixes, DatasetSummary, Format, PackOptions, Reporter, Silent,
 };
 pub use reader::{dataset_files, read_header, PackedFile, PackedReader, TokenCounts};
 pub use recipe::Recipe;
