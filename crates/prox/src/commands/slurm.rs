@@ -7,7 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use prox_slurm::{Cluster, Resources, SlurmDir, Stage, StageDir, SubmitSettings, Word};
+use prox_refine::Preset;
+use prox_slurm::{
+    Cluster, FixedSetting, RefineInvocation, Resources, SlurmDir, Stage, StageDir, SubmitRequest,
+    SubmitSettings, Word,
+};
 
 use crate::commands::Completion;
 
@@ -204,84 +208,44 @@ fn settings(
     args: &SubmitArgs,
     recorded: Option<&SubmitSettings>,
 ) -> anyhow::Result<SubmitSettings> {
-    let Some(recorded) = recorded else {
-        let Some(tasks) = args.tasks else {
-            bail!("--tasks is needed on the first submission of a run folder");
-        };
-        if args.refine_args.is_empty() {
-            bail!("the refine arguments are missing: `prox slurm submit … -- --input PATH …`");
-        }
-        return Ok(SubmitSettings {
-            tasks,
-            refine_args: args.refine_args.clone(),
-            separate_stages: args.separate_stages,
-            max_parallel: args.max_parallel,
-            launch_server: args.launch_server.clone(),
-            server_ready_seconds: args.server_ready_timeout,
-            resources: Resources {
-                partition: args.partition.clone(),
-                cpus_per_task: args.cpus_per_task,
-                gpus_per_task: args.gpus_per_task,
-                mem: args.mem.clone(),
-                time: args.time.clone(),
-                extra: args.sbatch_arg.clone(),
-            },
-        });
-    };
-    let first = "differ from the first submission's (slurm/submit.json)";
-    if let Some(tasks) = args.tasks.filter(|&tasks| tasks != recorded.tasks) {
-        bail!(
-            "--tasks {tasks} would {first}: the run has {} tasks",
-            recorded.tasks
-        );
-    }
-    if !args.refine_args.is_empty() && args.refine_args != recorded.refine_args {
-        bail!(
-            "the refine arguments {first}: {:?}; submit again without them",
-            recorded.refine_args
-        );
-    }
-    if args.separate_stages && !recorded.separate_stages {
-        bail!("--separate-stages would {first}, which ran both stages in one job");
-    }
-    if args.launch_server.is_some() && args.launch_server != recorded.launch_server {
-        bail!("--launch-server would {first}");
-    }
-    let old = &recorded.resources;
-    Ok(SubmitSettings {
-        max_parallel: args.max_parallel.or(recorded.max_parallel),
-        server_ready_seconds: args.server_ready_timeout.or(recorded.server_ready_seconds),
+    let request = SubmitRequest {
+        tasks: args.tasks,
+        refine_args: args.refine_args.clone(),
+        separate_stages: args.separate_stages,
+        max_parallel: args.max_parallel,
+        launch_server: args.launch_server.clone(),
+        server_ready_seconds: args.server_ready_timeout,
         resources: Resources {
-            partition: args.partition.clone().or_else(|| old.partition.clone()),
-            cpus_per_task: args.cpus_per_task.or(old.cpus_per_task),
-            gpus_per_task: args.gpus_per_task.or(old.gpus_per_task),
-            mem: args.mem.clone().or_else(|| old.mem.clone()),
-            time: args.time.clone().or_else(|| old.time.clone()),
-            extra: if args.sbatch_arg.is_empty() {
-                old.extra.clone()
-            } else {
-                args.sbatch_arg.clone()
-            },
+            partition: args.partition.clone(),
+            cpus_per_task: args.cpus_per_task,
+            gpus_per_task: args.gpus_per_task,
+            mem: args.mem.clone(),
+            time: args.time.clone(),
+            extra: args.sbatch_arg.clone(),
         },
-        ..recorded.clone()
+    };
+    SubmitSettings::resolve(&request, recorded).map_err(|error| {
+        let hint = match &error {
+            prox_slurm::Error::NoTaskCount => "give --tasks",
+            prox_slurm::Error::NoRefineArgs => "`prox slurm submit … -- --input PATH …`",
+            prox_slurm::Error::SettingChanged { setting, .. } => match setting {
+                FixedSetting::Tasks => "submit again without --tasks, or use a new run folder",
+                FixedSetting::RefineArgs => "submit again without the refine arguments",
+                FixedSetting::SeparateStages => {
+                    "submit again without --separate-stages, or use a new run folder"
+                }
+                _ => "submit again without --launch-server, or use a new run folder",
+            },
+            _ => return anyhow::Error::from(error),
+        };
+        anyhow::anyhow!("{error}\nhint: {hint}")
     })
 }
 
 /// Refuses refine arguments that `submit` sets itself.
 fn check_refine_args(settings: &SubmitSettings) -> anyhow::Result<()> {
-    let mut reserved = vec!["--output", "--tasks", "--rank", "--log-file"];
-    if settings.separate_stages {
-        reserved.push("--stages");
-    }
-    if settings.launch_server.is_some() {
-        reserved.extend(["--backend", "--endpoint"]);
-    }
-    for flag in reserved {
-        if flag_value(&settings.refine_args, flag).is_some()
-            || settings.refine_args.iter().any(|arg| arg == flag)
-        {
-            bail!("give {flag} to `prox slurm submit`'s options, not to the refine arguments: submit sets it for every task");
-        }
+    if let Some(flag) = RefineInvocation::new(&settings.refine_args).reserved_flag(settings) {
+        bail!("give {flag} to `prox slurm submit`'s options, not to the refine arguments: submit sets it for every task");
     }
     Ok(())
 }
@@ -293,6 +257,7 @@ fn task_words(
     stage: Stage,
 ) -> anyhow::Result<Vec<Word>> {
     let stage_dir = StageDir::new(run_dir, stage);
+    let invocation = RefineInvocation::new(&settings.refine_args);
     let mut words = Vec::new();
     if let Some(template) = &settings.launch_server {
         let model = served_model(&settings.refine_args, stage)?;
@@ -346,65 +311,30 @@ fn task_words(
                 ]
                 .map(Word::Literal),
             );
-            without_inputs(&settings.refine_args)
+            invocation.without_inputs
         }
     };
     words.extend(user_args.into_iter().map(Word::Literal));
     Ok(words)
 }
 
-/// The model a task's server serves: the stage's model from the refine arguments.
+/// The model a task's server serves: the stage's model from the refine arguments, else the
+/// preset's (`prox refine`'s default preset when none is given).
 fn served_model(refine_args: &[String], stage: Stage) -> anyhow::Result<String> {
-    // `prox refine`'s default preset; an explicit model wins over the preset's.
-    let preset = flag_value(refine_args, "--preset").unwrap_or_else(|| "web".to_owned());
-    let doc = flag_value(refine_args, "--doc-model")
-        .unwrap_or_else(|| format!("gair-prox/{preset}-doc-refining-lm"));
-    let chunk = flag_value(refine_args, "--chunk-model")
-        .unwrap_or_else(|| format!("gair-prox/{preset}-chunk-refining-lm"));
-    let stages = flag_value(refine_args, "--stages");
-    match (stage, stages.as_deref()) {
-        (Stage::Doc, _) | (Stage::All, Some("doc")) => Ok(doc),
-        (Stage::Chunk, _) | (Stage::All, Some("chunk")) => Ok(chunk),
-        (Stage::All, _) if doc == chunk => Ok(doc),
-        (Stage::All, _) => bail!(
-            "--launch-server starts one server per task, and the document model ({doc}) is \
-             not the chunk model ({chunk}): add --separate-stages so that each job serves its \
-             stage's model"
-        ),
-    }
-}
-
-/// The value of `--flag VALUE` or `--flag=VALUE` (the last one given).
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    let mut value = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == flag {
-            value = iter.next().cloned();
-        } else if let Some(rest) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-            value = Some(rest.to_owned());
-        }
-    }
-    value
-}
-
-/// The arguments without `--input PATH…` (the chunk stage reads the document stage's output).
-fn without_inputs(args: &[String]) -> Vec<String> {
-    let mut kept = Vec::new();
-    let mut in_input = false;
-    for arg in args {
-        if arg == "--input" {
-            in_input = true;
-        } else if arg.starts_with("--input=") {
-            in_input = false;
-        } else if in_input && !arg.starts_with('-') {
-            // A path of the --input list.
-        } else {
-            in_input = false;
-            kept.push(arg.clone());
-        }
-    }
-    kept
+    let invocation = RefineInvocation::new(refine_args);
+    let preset = match &invocation.preset {
+        Some(name) => name.parse::<Preset>().map_err(anyhow::Error::msg)?,
+        None => Preset::default(),
+    };
+    invocation
+        .served_model(stage, preset.doc_model(), preset.chunk_model())
+        .map_err(|error| match error {
+            prox_slurm::Error::TwoServedModels { .. } => anyhow::anyhow!(
+                "{error} with --launch-server\nhint: add --separate-stages so that each job serves its \
+                 stage's model"
+            ),
+            error => error.into(),
+        })
 }
 
 fn run_with_server(args: &WithServerArgs) -> anyhow::Result<Completion> {
@@ -434,32 +364,6 @@ mod tests {
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn the_chunk_stage_drops_the_input_list_and_keeps_the_rest() {
-        let args = strings(&[
-            "--input",
-            "a",
-            "b",
-            "--doc-model",
-            "m",
-            "--input=c",
-            "--workers",
-            "2",
-        ]);
-        assert_eq!(
-            without_inputs(&args),
-            strings(&["--doc-model", "m", "--workers", "2"])
-        );
-    }
-
-    #[test]
-    fn flag_values_come_in_both_spellings() {
-        let args = strings(&["--doc-model", "d", "--chunk-model=c"]);
-        assert_eq!(flag_value(&args, "--doc-model").as_deref(), Some("d"));
-        assert_eq!(flag_value(&args, "--chunk-model").as_deref(), Some("c"));
-        assert_eq!(flag_value(&args, "--stages"), None);
     }
 
     #[test]
