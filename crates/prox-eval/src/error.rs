@@ -58,8 +58,9 @@ pub enum Error {
     #[error("cannot load the model {path}")]
     Load {
         path: PathBuf,
+        // Boxed, as the math harness's error below: they would make every result large.
         #[source]
-        source: prox_engine::Error,
+        source: Box<prox_engine::Error>,
     },
     /// A results file that is not a whole `results.json`.
     #[error("{path} is not a complete results file")]
@@ -76,7 +77,13 @@ pub enum Error {
     Series(String),
     /// The math evaluation of a checkpoint failed.
     #[error(transparent)]
-    Math(#[from] prox_math::Error),
+    Math(Box<prox_math::Error>),
+}
+
+impl From<prox_math::Error> for Error {
+    fn from(error: prox_math::Error) -> Self {
+        Error::Math(Box::new(error))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -540,7 +540,7 @@ impl Evaluator for EvalSeries<'_> {
 fn load(checkpoint: &Checkpoint, options: &LoadOptions) -> Result<Model> {
     Model::load(&checkpoint.path, options).map_err(|source| Error::Load {
         path: checkpoint.path.clone(),
-        source,
+        source: Box::new(source),
     })
 }
 
