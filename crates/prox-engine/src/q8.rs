@@ -1172,7 +1172,11 @@ mod tests {
         let d = f16::from_f32(1.0 / 127.0).to_f32();
         let expected = (-128 * 127 * BLOCK as i32) as f32 * (0.5 * d);
         for kernel in Kernel::available() {
-            assert_eq!(m.matmul_with(&x, kernel).unwrap(), vec![expected], "{kernel:?}");
+            assert_eq!(
+                m.matmul_with(&x, kernel).unwrap(),
+                vec![expected],
+                "{kernel:?}"
+            );
         }
     }
 

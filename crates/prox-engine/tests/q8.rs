@@ -174,7 +174,8 @@ fn the_simd_kernels_give_the_portable_kernels_bits() {
                 .filter(|(a, b)| a.to_bits() != b.to_bits())
                 .count();
             assert_eq!(
-                differ, 0,
+                differ,
+                0,
                 "{kernel:?} {tokens}x{rows}x{cols}: {differ} outputs differ (relative error {})",
                 relative_error(&simd, &portable)
             );

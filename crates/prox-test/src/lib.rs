@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "hub")]
-pub mod hub;
 pub mod command;
 pub mod fetched;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod json;
 pub mod mismatch;
 
