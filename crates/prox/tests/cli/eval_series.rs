@@ -52,7 +52,7 @@ fn eval_over_train_checkpoints_writes_the_series_csv_and_resumes() {
         ("step-00000010", "10", "5120"),
     ]) {
         let fields: Vec<&str> = line.split(',').collect();
-        let results: Value = read_json(&out.join(name).join("results.json"));
+        let results: Value = read_json(out.join(name).join("results.json"));
         let acc = |task: &str| results["tasks"][task]["acc"].as_f64().unwrap();
         assert_eq!(fields[0], step);
         assert_eq!(fields[1].parse::<f64>().unwrap(), acc("arc:easy"), "{line}");
