@@ -1,94 +1,13 @@
 //! The stages with a scripted backend: every destination, row layout and count, without a
 //! model.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::sync::Arc;
 
 use prox_io::{Record, RecordLocation};
-use prox_refine::{
-    Backend, Destination, DocumentSource, GenRequest, GenResult, Refiner, RefinerOptions, Stats,
-};
-use prox_tokenizer::Tokenizer;
+use prox_refine::{Destination, DocumentSource, Refiner, RefinerOptions, Stats};
 use serde_json::json;
 
-/// Answers from what the prompt says: `DROPME` documents are dropped by the document stage,
-/// `FAILME` chunks fail, a chunk with `noise` loses its first line and `teh` is normalized.
-struct Scripted {
-    tokenizer: Tokenizer,
-}
-
-impl Scripted {
-    fn prompt(&self, request: &GenRequest) -> String {
-        self.tokenizer.decode(&request.prompt_ids, false).unwrap()
-    }
-}
-
-impl Backend for Scripted {
-    fn describe(&self) -> String {
-        "scripted".to_owned()
-    }
-
-    fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
-    }
-
-    fn generate(
-        &self,
-        requests: &[GenRequest],
-    ) -> prox_refine::Result<Vec<Result<GenResult, String>>> {
-        Ok(requests
-            .iter()
-            .map(|request| {
-                let prompt = self.prompt(request);
-                if prompt.contains("FAILME") {
-                    return Err("the server answered 500".to_owned());
-                }
-                let mut program = Vec::new();
-                if prompt.contains("noise") {
-                    program.push("remove_lines(start=0, end=0)".to_owned());
-                }
-                if prompt.contains("teh") {
-                    program.push("normalize(source_str=\"teh\", target_str=\"the\")".to_owned());
-                }
-                if program.is_empty() {
-                    program.push("untouch_doc()".to_owned());
-                }
-                Ok(GenResult {
-                    text: format!(" {} ", program.join("\n")),
-                    generated_tokens: program.len() * 10,
-                })
-            })
-            .collect())
-    }
-
-    fn decide_doc(
-        &self,
-        requests: &[GenRequest],
-    ) -> prox_refine::Result<Vec<Result<GenResult, String>>> {
-        Ok(requests
-            .iter()
-            .map(|request| {
-                let text = if self.prompt(request).contains("DROPME") {
-                    "drop_doc()"
-                } else {
-                    "keep_doc()"
-                };
-                Ok(GenResult {
-                    text: text.to_owned(),
-                    generated_tokens: 4,
-                })
-            })
-            .collect())
-    }
-}
-
-fn backend() -> Arc<dyn Backend> {
-    let tokenizer = Tokenizer::from_dir(&prox_test::fixture("llama2-tokenizer")).unwrap();
-    Arc::new(Scripted { tokenizer })
-}
-
-const LONG: &str = "eleven words are here so that the document is long enough to keep";
+use crate::scripted::{backend, LONG};
 
 fn documents(texts: &[&str]) -> Vec<prox_refine::Document> {
     let source = DocumentSource {
