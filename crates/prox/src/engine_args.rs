@@ -32,6 +32,23 @@ pub enum Quantization {
     Q4K,
 }
 
+/// What runs the model of a command that can use either (`--backend`): the embedded engine,
+/// or an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    Embedded,
+    Openai,
+}
+
+impl From<BackendKind> for prox_refine::BackendKind {
+    fn from(backend: BackendKind) -> Self {
+        match backend {
+            BackendKind::Embedded => Self::Embedded,
+            BackendKind::Openai => Self::Openai,
+        }
+    }
+}
+
 /// How the embedded engine holds and runs a model.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::commands::eval::{write_series_chart, SeriesLog};
 use crate::commands::Completion;
-use crate::engine_args::ModelArgs;
+use crate::engine_args::{BackendKind, ModelArgs};
 
 /// The nine datasets, in the harness's order.
 const ALL_TASKS: &str = "gsm8k,minerva_math,svamp,asdiv,mawps,tabmwp,mathqa,mmlu_stem,sat_math";
@@ -93,12 +93,6 @@ pub struct MathRunArgs {
     /// and --steps is not given. Embedded backend only.
     #[arg(long, value_delimiter = ',')]
     pub steps: Vec<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    Embedded,
-    Openai,
 }
 
 #[derive(Debug, clap::Args)]

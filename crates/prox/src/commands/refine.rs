@@ -16,7 +16,7 @@ use prox_refine::{
 
 use crate::commands::apply::ThresholdArgs;
 use crate::commands::Completion;
-use crate::engine_args::EngineArgs;
+use crate::engine_args::{BackendKind, EngineArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = REFINE_AFTER_HELP)]
@@ -211,12 +211,6 @@ Exit status: 0 when every document was processed, 1 when some went to the failur
 an error that stopped the run.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    Embedded,
-    Openai,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PromptModeArg {
     Faithful,
     Robust,
@@ -311,10 +305,7 @@ fn run_resolved(args: &RefineArgs) -> anyhow::Result<Completion> {
         id_field: args.id_field.clone(),
         doc_model: doc_model.clone(),
         chunk_model: chunk_model.clone(),
-        backend: match args.backend {
-            BackendKind::Embedded => prox_refine::BackendKind::Embedded,
-            BackendKind::Openai => prox_refine::BackendKind::Openai,
-        },
+        backend: args.backend.into(),
         endpoint: args.endpoint.clone(),
         refiner: refiner_options.settings(),
         output_format: match args.output_format {
