@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzing as CI runs it: every target of fuzz/ for a while, from its seed corpus.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]     default 60
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     default 60: a fresh random campaign each time
+#   FUZZ_RUNS=N scripts/fuzz.sh              N inputs per target from seed FUZZ_SEED (default
+#                                            1): the same inputs on every run, as CI does it
+#
+# CI runs the fixed campaign, so that its verdict depends on the code alone: a finding of a
+# random campaign would turn an unrelated change red. Longer random campaigns are for finding
+# new bugs; a finding goes into fuzz/corpus/<target>/ with the fix, and every later run
+# replays it.
 #
 # - installs cargo-fuzz (a pinned version, --locked) when it is missing;
 # - builds every target once with nightly (address sanitizer, debug assertions and overflow
@@ -17,6 +24,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-60}"
+runs="${FUZZ_RUNS:-}"
+seed="${FUZZ_SEED:-1}"
+if [[ -n "${runs}" ]]; then
+    budget=(-runs="${runs}" -seed="${seed}")
+    campaign="${runs} inputs from seed ${seed}"
+else
+    budget=(-max_total_time="${seconds}")
+    campaign="${seconds} s"
+fi
 cargo_fuzz_version="0.13.2"
 # A single input slower than this is a finding (math_answer grades twice, each within 0.5 s
 # of budget and 5 s of slack).
@@ -53,12 +69,12 @@ for target in $(cargo +nightly fuzz list); do
     mkdir -p "${work}/${target}" "fuzz/artifacts/${target}"
     log="${work}/${target}.log"
     dict="$(dictionary "${target}")"
-    echo "== fuzz ${target} (${seconds} s)"
+    echo "== fuzz ${target} (${campaign})"
     # TMPDIR: the scratch files the targets write for readers that take a path go with ${work}.
     if TMPDIR="${work}" ASAN_OPTIONS="detect_odr_violation=0" "${bin_dir}/${target}" \
         "${work}/${target}" "fuzz/corpus/${target}" \
         ${dict:+"-dict=${dict}"} \
-        -max_total_time="${seconds}" -timeout="${timeout_seconds}" -rss_limit_mb="${rss_limit_mb}" \
+        "${budget[@]}" -timeout="${timeout_seconds}" -rss_limit_mb="${rss_limit_mb}" \
         -artifact_prefix="fuzz/artifacts/${target}/" -print_final_stats=1 >"${log}" 2>&1; then
         runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}")"
         coverage="$(grep -o 'cov: [0-9]*' "${log}" | tail -n 1)"

@@ -63,9 +63,11 @@ impl ParquetReader {
             source,
         };
         let file = File::open(path).map_err(open_error)?;
+        let pages = file.try_clone().map_err(open_error)?;
         let opened = catch_unwind(AssertUnwindSafe(|| {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
             let row_groups = builder.metadata().row_groups();
+            let selected = groups.clone().unwrap_or(0..row_groups.len());
             let (builder, rows_before) = match &groups {
                 None => (builder, 0),
                 Some(range) => {
@@ -84,6 +86,7 @@ impl ParquetReader {
                     )
                 }
             };
+            check_dictionary_pages(pages, selected)?;
             builder
                 .with_batch_size(READ_BATCH_ROWS)
                 .build()
@@ -178,6 +181,49 @@ impl Iterator for ParquetReader {
             }
         }
     }
+}
+
+/// Fails on a dictionary page that claims more values than it has bytes.
+///
+/// The decoder reserves room for a dictionary's values from the count in its page header
+/// before reading them, so a corrupt count asks for gigabytes at once, which aborts the
+/// process where memory is short instead of ending with an error. Every value of a plain
+/// dictionary takes at least one byte (booleans are never dictionary-encoded). Only
+/// dictionary pages are read; the data pages' headers are skipped over.
+fn check_dictionary_pages(
+    file: File,
+    groups: std::ops::Range<usize>,
+) -> Result<(), parquet::errors::ParquetError> {
+    use parquet::column::page::Page;
+    use parquet::errors::ParquetError;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let reader = SerializedFileReader::new(file)?;
+    for group in groups {
+        let row_group = reader.get_row_group(group)?;
+        for column in 0..row_group.num_columns() {
+            let mut pages = row_group.get_column_page_reader(column)?;
+            while let Some(page) = pages.peek_next_page()? {
+                if !page.is_dict {
+                    pages.skip_next_page()?;
+                    continue;
+                }
+                if let Some(Page::DictionaryPage {
+                    buf, num_values, ..
+                }) = pages.get_next_page()?
+                {
+                    if num_values as usize > buf.len() {
+                        return Err(ParquetError::General(format!(
+                            "row group {group}, column {column}: a dictionary page claims \
+                             {num_values} values in {} bytes",
+                            buf.len()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -783,6 +829,23 @@ mod tests {
             };
             assert!(error.to_string().contains(name), "{error}");
         }
+    }
+
+    #[test]
+    fn a_dictionary_claiming_billions_of_values_is_an_error_not_an_allocation() {
+        // Found by fuzzing: the decoder reserved 4.8 GB from this page header's count.
+        let bytes = include_bytes!("../../../fuzz/corpus/records_parquet/huge-dictionary-count");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dictionary.parquet");
+        std::fs::write(&path, bytes).unwrap();
+        let error = ParquetReader::open(&path).err().expect("the file opened");
+        let source = std::error::Error::source(&error).map(|e| e.to_string());
+        let message = format!("{error}: {}", source.unwrap_or_default());
+        assert!(message.contains("dictionary.parquet"), "{message}");
+        assert!(
+            message.contains("a dictionary page claims 1207959551 values in 36 bytes"),
+            "{message}"
+        );
     }
 
     #[test]
