@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+// reqwest's own message says only "error sending request"; the causes say why (connection
+// refused, reset by peer…).
+pub(crate) use prox_error::error_chain;
+
 /// An error from [`Client::connect`](crate::Client::connect) or one request of
 /// [`Client::complete`](crate::Client::complete).
 #[derive(Debug, thiserror::Error)]
@@ -92,22 +96,6 @@ pub(crate) fn quote_body(body: &[u8]) -> String {
         None => format!("{text:?}"),
         Some((cut, _)) => format!("{:?}… ({} bytes in all)", &text[..cut], body.len()),
     }
-}
-
-/// An error and its causes on one line: reqwest's own message says only "error sending
-/// request"; the cause says why (connection refused, reset by peer…).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

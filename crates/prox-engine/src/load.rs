@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+pub(crate) use prox_error::error_chain;
 use prox_tokenizer::Tokenizer;
 
 use crate::config::HfConfig;
@@ -132,16 +133,4 @@ fn load_hf_dir(dir: &Path, options: &LoadOptions) -> Result<Model> {
         chat_template,
         source: dir.to_path_buf(),
     })
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -1,12 +1,12 @@
-//! The rows of a run's failures file, and the small helpers every output shares: an error
-//! with its causes on one line, the path of a file beside an output, JSON written atomically.
+//! The rows of a run's failures file, and the small helpers every output shares: the path of a
+//! file beside an output, JSON written atomically.
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{Error, RecordError, RecordLocation};
+use crate::{error_chain, Error, RecordError, RecordLocation};
 
 /// Why one input record, or one input file, could not be processed: one row of a run's
 /// failures file. Every command that reads records writes these, so users read one format.
@@ -57,18 +57,6 @@ impl From<&RecordError> for Failure {
             ..Self::of_record(&error.location, error.reason.clone())
         }
     }
-}
-
-/// An error and its causes on one line: `cannot read x.jsonl after line 3: unexpected end`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The path of a file that goes beside an output file: `out/docs.jsonl` with `failures.jsonl`

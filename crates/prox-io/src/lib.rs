@@ -55,14 +55,15 @@ mod writer;
 
 pub use atomic::{temporary_path, temporary_target, AtomicFile};
 pub use error::{Error, RecordError};
-pub use failure::{
-    beside, error_chain, format_ending, read_json, read_json_if_present, write_json, Failure,
-};
+pub use failure::{beside, format_ending, read_json, read_json_if_present, write_json, Failure};
 pub use fields::{get_field, set_field, string_field, take_string_field, FieldError};
 pub use input::input_files;
 pub use jsonl::{JsonlReader, JsonlWriter, Record, RecordLocation, DEFAULT_MAX_LINE_BYTES};
 pub use open::{open_all_records, open_records, Format, Records};
 pub use parquet::{ParquetReader, ParquetWriter, DEFAULT_PARQUET_BATCH_ROWS};
+/// Re-exported so that every crate reading records words its failures alike without a
+/// dependency of its own.
+pub use prox_error::error_chain;
 pub use read_ahead::read_ahead;
 pub use slice::{open_slice, parquet_row_groups, RowGroupSize, Slice};
 pub use writer::RecordWriter;
