@@ -2,10 +2,11 @@
 //! a reader summed up with the checks every reader must pass.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+/// An error and its sources, as `prox` prints them.
+pub use prox_io::error_chain;
 use prox_io::{Error, Record, RecordError};
 
 /// Writes `bytes` to a file called `name` in this process's scratch folder, replacing what an
@@ -104,17 +105,6 @@ pub fn read_all(
         }
     }
     (out, true)
-}
-
-/// An error and its sources, as `prox` prints them.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 thread_local! {
