@@ -185,19 +185,7 @@ pub fn save<S: Serialize>(dir: &Path, contents: &CheckpointContents<S>) -> Resul
 
 /// Reads a checkpoint's state file.
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
-    read_json(&dir.join(STATE_FILE))
-}
-
-/// Reads a JSON file into `T`, naming the file in errors.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(prox_io::read_json(&dir.join(STATE_FILE))?)
 }
 
 /// Reads AdamW's state for parameters `names` with `sizes` elements each.
@@ -207,7 +195,7 @@ pub fn load_optimizer(dir: &Path, names: &[String], sizes: &[usize]) -> Result<A
         steps: u64,
         config: AdamWConfig,
     }
-    let saved: Saved = read_json(&dir.join("optimizer.json"))?;
+    let saved: Saved = prox_io::read_json(&dir.join("optimizer.json"))?;
     let path = dir.join(OPTIMIZER_FILE);
     let tensors_error = |source| Error::Tensors {
         path: path.clone(),

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 mod rng;
+mod run;
 pub mod schedule;
 pub mod sft;
 pub mod sft_data;
@@ -53,12 +54,12 @@ pub use crate::metrics::StepMetrics;
 pub use crate::model::{named_config, TrainableModel, NAMED_CONFIGS};
 pub use crate::optim::{AdamW, AdamWConfig};
 pub use crate::rng::Rng;
+pub use crate::run::apply_step;
 pub use crate::schedule::LrSchedule;
 pub use crate::sft::{
     accumulate_sft_gradients, sft_loss, SftOptions, SftRecipe, SftSummary, SftTrainer,
 };
 pub use crate::sft_data::{LabelledSequence, SftData, SftExample};
 pub use crate::trainer::{
-    accumulate_gradients, apply_step, block_loss, ModelInit, Recipe, Reporter, Silent,
-    TrainOptions, Trainer,
+    accumulate_gradients, block_loss, ModelInit, Recipe, Reporter, Silent, TrainOptions, Trainer,
 };

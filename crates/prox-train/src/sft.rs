@@ -14,23 +14,20 @@
 //! run resumed from any checkpoint draws exactly the batches an uninterrupted run draws.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor, D};
 use prox_engine::{Config, LogitsAt};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, CheckpointContents};
+use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::metrics::{plot_loss, MetricsLine, MetricsLog, StepMetrics};
 use crate::model::TrainableModel;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::AdamWConfig;
 use crate::rng::Rng;
+use crate::run::{self, Due, Run, Stepped, Steps};
 use crate::schedule::LrSchedule;
 use crate::sft_data::{Encoding, LabelledSequence, SftData, SftExample};
-use crate::trainer::{
-    add_gradients, apply_step, field_differences, names_and_sizes, zero_gradients, Reporter,
-};
+use crate::trainer::Reporter;
 
 /// Everything that decides the numbers a fine-tuning run computes. A resumed run must have
 /// the same.
@@ -96,29 +93,12 @@ impl SftRecipe {
                 ));
             }
         }
-        let rates = [
-            self.lr,
-            self.min_lr,
-            self.grad_clip,
-            self.adamw.weight_decay,
-        ];
-        if rates.iter().any(|r| !r.is_finite() || *r < 0.0) || self.min_lr > self.lr {
-            return bad(
-                "learning rates, weight decay and clipping must be finite and non-negative, \
-                 and the minimum rate at most the rate"
-                    .into(),
-            );
-        }
         if !(0.0..=1.0).contains(&self.warmup_ratio) || !(0.0..1.0).contains(&self.val_fraction) {
             return bad(
                 "the warm-up ratio must lie in [0, 1] and the validation fraction in [0, 1)".into(),
             );
         }
-        let betas = [self.adamw.beta1, self.adamw.beta2];
-        if betas.iter().any(|b| !(0.0..1.0).contains(b)) || self.adamw.eps <= 0.0 {
-            return bad("betas must lie in [0, 1) and eps be positive".into());
-        }
-        Ok(())
+        run::validate_optimizer(self.lr, self.min_lr, self.grad_clip, &self.adamw)
     }
 }
 
@@ -235,33 +215,21 @@ pub fn accumulate_sft_gradients(
         .flatten()
         .map(LabelledSequence::loss_tokens)
         .sum();
-    let mut grads = zero_gradients(model);
-    let mut loss = 0.0;
-    for batch in micro_batches {
+    run::accumulate(model, micro_batches, |batch| {
         let part = sft_loss(model, batch, tokens as f64)?;
-        loss += f64::from(part.to_scalar::<f32>()?);
-        add_gradients(model, &part, &mut grads)?;
-    }
-    Ok((loss, grads))
+        Ok((f64::from(part.to_scalar::<f32>()?), part))
+    })
 }
 
 /// A fine-tuning run in progress.
 pub struct SftTrainer {
     options: SftOptions,
-    model: TrainableModel,
-    names: Vec<String>,
-    shapes: Vec<Vec<usize>>,
-    params: Vec<Vec<f32>>,
-    optimizer: AdamW,
+    run: Run,
     train: Vec<SftExample>,
     val: Vec<SftExample>,
     data_id: SftDataId,
     summary: SftSummary,
     schedule: LrSchedule,
-    step: u64,
-    tokens: u64,
-    metrics: MetricsLog,
-    config_json: serde_json::Value,
     resumed_from: Option<PathBuf>,
 }
 
@@ -276,44 +244,18 @@ impl SftTrainer {
 
         let (model, optimizer, state) = match &resume_from {
             Some(dir) => {
-                let state: SftState = checkpoint::read_json(&dir.join(checkpoint::STATE_FILE))?;
+                let state: SftState = prox_io::read_json(&dir.join(checkpoint::STATE_FILE))?;
                 if state.recipe != *recipe {
-                    return Err(Error::Resume {
-                        path: dir.clone(),
-                        reason: format!(
-                            "this run's recipe differs from the checkpoint's ({}); resume with \
-                             the same settings",
-                            field_differences(&state.recipe, recipe).join("; ")
-                        ),
-                    });
+                    let differences = run::field_differences(&state.recipe, recipe);
+                    return Err(run::recipe_mismatch(dir, &differences));
                 }
-                let cfg = crate::model::config_from_file(&dir.join(checkpoint::CONFIG_FILE))?;
-                let model = TrainableModel::load(
-                    &cfg,
-                    &[dir.join(checkpoint::MODEL_FILE)],
-                    &options.device,
-                    dir,
-                )?;
-                let (names, sizes) = names_and_sizes(&model);
-                let optimizer = checkpoint::load_optimizer(dir, &names, &sizes)?;
-                if optimizer.steps != state.step {
-                    return Err(Error::Resume {
-                        path: dir.clone(),
-                        reason: format!(
-                            "the optimiser took {} steps, the trainer {}",
-                            optimizer.steps, state.step
-                        ),
-                    });
-                }
+                let (model, optimizer) =
+                    run::load_checkpoint(dir, state.step, None, &options.device)?;
                 (model, optimizer, Some(state))
             }
             None => {
-                let dir = &options.init_from;
-                let cfg = crate::model::config_from_file(&dir.join(checkpoint::CONFIG_FILE))?;
-                let files = prox_engine::safetensors_files(dir)?;
-                let model = TrainableModel::load(&cfg, &files, &options.device, dir)?;
-                let (_, sizes) = names_and_sizes(&model);
-                let optimizer = AdamW::new(recipe.adamw, &sizes);
+                let (model, optimizer) =
+                    run::load_pretrained(&options.init_from, recipe.adamw, &options.device)?;
                 (model, optimizer, None)
             }
         };
@@ -390,15 +332,7 @@ impl SftTrainer {
         write_data_report(out, &summary, &data)?;
 
         let (step, tokens) = state.as_ref().map_or((0, 0), |s| (s.step, s.tokens));
-        let metrics = MetricsLog::open(&out.join("metrics.jsonl"), step)?;
-        let (names, _) = names_and_sizes(&model);
-        let shapes = model
-            .params
-            .iter()
-            .map(|(_, v)| v.dims().to_vec())
-            .collect();
-        let params = model.host_params()?;
-        let config_json = model.config.to_hf_json();
+        let run = Run::new(model, optimizer, step, tokens, max_steps, out)?;
         let schedule = LrSchedule {
             max_lr: recipe.lr,
             min_lr: recipe.min_lr,
@@ -407,36 +341,28 @@ impl SftTrainer {
         };
         Ok(SftTrainer {
             options,
-            model,
-            names,
-            shapes,
-            params,
-            optimizer,
+            run,
             train,
             val,
             data_id,
             summary,
             schedule,
-            step,
-            tokens,
-            metrics,
-            config_json,
             resumed_from: resume_from,
         })
     }
 
     /// Optimiser steps completed.
     pub fn step(&self) -> u64 {
-        self.step
+        self.run.step
     }
 
     pub fn model(&self) -> &TrainableModel {
-        &self.model
+        &self.run.model
     }
 
     /// The parameters, in [`crate::model::parameter_shapes`] order.
     pub fn params(&self) -> &[Vec<f32>] {
-        &self.params
+        &self.run.params
     }
 
     pub fn resumed_from(&self) -> Option<&Path> {
@@ -463,45 +389,44 @@ impl SftTrainer {
     /// One optimiser step on the next global batch. Returns the loss, rate, gradient norm
     /// and the tokens of the batch.
     pub fn train_step(&mut self) -> Result<(f64, f64, f64, u64)> {
-        let batch = self.batch(self.step);
+        let batch = self.batch(self.run.step);
         let tokens: u64 = batch.iter().map(|e| e.ids.len() as u64 - 1).sum();
         let micro_batches: Vec<Vec<LabelledSequence>> = batch
             .chunks(self.options.recipe.micro_batch)
             .map(|chunk| chunk.iter().map(|e| e.labelled()).collect())
             .collect();
-        let (loss, grads) = accumulate_sft_gradients(&self.model, &micro_batches)?;
-        let step = self.step + 1;
-        if !loss.is_finite() {
-            return Err(Error::NotFinite {
-                step,
-                what: "loss",
-                value: loss,
-            });
-        }
-        let lr = self.schedule.lr(self.step);
-        let norm = apply_step(
-            &self.model,
-            &mut self.params,
-            &mut self.optimizer,
-            grads,
-            lr,
-            self.options.recipe.grad_clip,
-        )?;
-        if !norm.is_finite() {
-            return Err(Error::NotFinite {
-                step,
-                what: "gradient norm",
-                value: norm,
-            });
-        }
-        self.step = step;
-        self.tokens += tokens;
+        let (loss, grads) = accumulate_sft_gradients(&self.run.model, &micro_batches)?;
+        let lr = self.schedule.lr(self.run.step);
+        let norm = self
+            .run
+            .apply(loss, grads, lr, self.options.recipe.grad_clip, tokens)?;
         Ok((loss, lr, norm, tokens))
+    }
+
+    /// Trains every epoch, or until `stop_after` steps are done (as if killed right after
+    /// that step), validating and checkpointing at the end of each epoch (and every
+    /// `save_interval` steps). Returns the last checkpoint written, if any.
+    pub fn run(
+        &mut self,
+        reporter: &mut dyn Reporter,
+        stop_after: Option<u64>,
+    ) -> Result<Option<PathBuf>> {
+        run::run(self, reporter, stop_after)
+    }
+}
+
+impl Steps for SftTrainer {
+    fn run_state(&mut self) -> &mut Run {
+        &mut self.run
+    }
+
+    fn next_step(&mut self) -> Result<Stepped> {
+        Ok(self.train_step()?.into())
     }
 
     /// The mean cross-entropy over every target token of the held-out examples; `None`
     /// without any.
-    pub fn validate(&self) -> Result<Option<f64>> {
+    fn validate(&self) -> Result<Option<f64>> {
         if self.val.is_empty() {
             return Ok(None);
         }
@@ -513,88 +438,33 @@ impl SftTrainer {
                 .iter()
                 .map(LabelledSequence::loss_tokens)
                 .sum::<usize>();
-            let sum = sft_loss(&self.model, &batch, 1.0)?.detach();
+            let sum = sft_loss(&self.run.model, &batch, 1.0)?.detach();
             total += f64::from(sum.to_scalar::<f32>()?);
         }
         Ok(Some(total / tokens as f64))
     }
 
     /// Writes the checkpoint of the current step and redraws the loss curve.
-    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+    fn save_checkpoint(&self) -> Result<PathBuf> {
         let state = SftState {
-            step: self.step,
-            tokens: self.tokens,
+            step: self.run.step,
+            tokens: self.run.tokens,
             recipe: self.options.recipe.clone(),
             data: self.data_id.clone(),
         };
-        let dir = checkpoint::checkpoint_dir(&self.options.out, self.step);
-        let saved = checkpoint::save(
-            &dir,
-            &CheckpointContents {
-                config_json: &self.config_json,
-                names: &self.names,
-                shapes: &self.shapes,
-                params: &self.params,
-                optimizer: &self.optimizer,
-                state: &state,
-                tokenizer_from: Some(&self.options.init_from),
-            },
-        )?;
-        plot_loss(self.metrics.lines(), &self.options.out.join("loss.svg"))?;
-        Ok(saved)
+        self.run.save(&state, Some(&self.options.init_from))
     }
 
-    /// Trains every epoch, or until `stop_after` steps are done (as if killed right after
-    /// that step), validating and checkpointing at the end of each epoch (and every
-    /// `save_interval` steps). Returns the last checkpoint written, if any.
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
-    pub fn run(
-        &mut self,
-        reporter: &mut dyn Reporter,
-        stop_after: Option<u64>,
-    ) -> Result<Option<PathBuf>> {
-        let max_steps = self.summary.max_steps;
+    fn due(&self, step: u64) -> Due {
         let per_epoch = self.summary.steps_per_epoch;
-        let started = Instant::now();
-        let first_step = self.step;
-        let mut last_checkpoint = None;
-        while self.step < max_steps && stop_after.is_none_or(|s| self.step < s) {
-            let step_started = Instant::now();
-            let (loss, lr, grad_norm, tokens) = self.train_step()?;
-            let step_s = step_started.elapsed().as_secs_f64();
-            let elapsed_s = started.elapsed().as_secs_f64();
-            let per_step = elapsed_s / (self.step - first_step) as f64;
-            let metrics = StepMetrics {
-                step: self.step,
-                loss,
-                lr,
-                grad_norm,
-                tokens: self.tokens,
-                tokens_per_s: tokens as f64 / step_s.max(1e-9),
-                elapsed_s,
-                eta_s: per_step * (max_steps - self.step) as f64,
-            };
-            self.metrics.append(MetricsLine::Step(metrics.clone()))?;
-            reporter.step(&metrics);
-            let epoch_end = self.step % per_epoch == 0;
-            if epoch_end {
-                if let Some(val_loss) = self.validate()? {
-                    self.metrics.append(MetricsLine::Validation {
-                        step: self.step,
-                        val_loss,
-                    })?;
-                    reporter.validation(self.step, val_loss);
-                }
-                reporter.epoch(self.step / per_epoch, self.step);
-            }
-            let interval = self.options.save_interval;
-            if epoch_end || (interval > 0 && self.step % interval == 0) {
-                let dir = self.save_checkpoint()?;
-                reporter.checkpoint(self.step, &dir);
-                last_checkpoint = Some(dir);
-            }
+        let epoch_end = step % per_epoch == 0;
+        let interval = self.options.save_interval;
+        Due {
+            validate: epoch_end,
+            epoch: epoch_end.then_some(step / per_epoch),
+            checkpoint: epoch_end || (interval > 0 && step % interval == 0),
         }
-        Ok(last_checkpoint)
     }
 }
 

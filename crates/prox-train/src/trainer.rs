@@ -4,18 +4,18 @@
 //! uninterrupted run.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use prox_engine::{Config, LogitsAt};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, CheckpointContents, TrainerState};
+use crate::checkpoint::{self, TrainerState};
 use crate::data::{DataSource, MixedStream, DEFAULT_WINDOW_FILES};
 use crate::error::{Error, Result};
-use crate::metrics::{plot_loss, MetricsLine, MetricsLog, StepMetrics};
+use crate::metrics::StepMetrics;
 use crate::model::TrainableModel;
-use crate::optim::{clip_by_total_norm, AdamW, AdamWConfig};
+use crate::optim::AdamWConfig;
+use crate::run::{self, Due, Run, Stepped, Steps};
 use crate::schedule::LrSchedule;
 
 /// Everything that decides the numbers a run computes. A resumed run must have the same.
@@ -92,24 +92,7 @@ impl Recipe {
                 self.seq_len, cfg.max_position_embeddings
             ));
         }
-        let rates = [
-            self.lr,
-            self.min_lr,
-            self.grad_clip,
-            self.adamw.weight_decay,
-        ];
-        if rates.iter().any(|r| !r.is_finite() || *r < 0.0) || self.min_lr > self.lr {
-            return bad(
-                "learning rates, weight decay and clipping must be finite and \
-                        non-negative, and the minimum rate at most the rate"
-                    .into(),
-            );
-        }
-        let betas = [self.adamw.beta1, self.adamw.beta2];
-        if betas.iter().any(|b| !(0.0..1.0).contains(b)) || self.adamw.eps <= 0.0 {
-            return bad("betas must lie in [0, 1) and eps be positive".into());
-        }
-        Ok(())
+        run::validate_optimizer(self.lr, self.min_lr, self.grad_clip, &self.adamw)
     }
 }
 
@@ -182,80 +165,24 @@ pub fn accumulate_gradients(
     micro_batches: &[Vec<Vec<u32>>],
 ) -> Result<(f64, Vec<Vec<f32>>)> {
     let scale = 1.0 / micro_batches.len().max(1) as f64;
-    let mut grads = zero_gradients(model);
-    let mut loss_sum = 0.0;
-    for blocks in micro_batches {
+    let (loss_sum, grads) = run::accumulate(model, micro_batches, |blocks| {
         let loss = block_loss(model, blocks)?;
-        loss_sum += f64::from(loss.to_scalar::<f32>()?);
+        let value = f64::from(loss.to_scalar::<f32>()?);
         let scaled = if micro_batches.len() == 1 {
             loss
         } else {
             loss.affine(scale, 0.0)?
         };
-        add_gradients(model, &scaled, &mut grads)?;
-    }
+        Ok((value, scaled))
+    })?;
     Ok((loss_sum * scale, grads))
-}
-
-/// Zero gradient vectors, one per parameter.
-pub(crate) fn zero_gradients(model: &TrainableModel) -> Vec<Vec<f32>> {
-    model
-        .params
-        .iter()
-        .map(|(_, v)| vec![0.0; v.elem_count()])
-        .collect()
-}
-
-/// Back-propagates `loss` and adds each parameter's gradient to `grads`.
-pub(crate) fn add_gradients(
-    model: &TrainableModel,
-    loss: &Tensor,
-    grads: &mut [Vec<f32>],
-) -> Result<()> {
-    let store = loss.backward()?;
-    for ((_, var), acc) in model.params.iter().zip(grads) {
-        if let Some(g) = store.get(var.as_tensor()) {
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
-            for (a, x) in acc.iter_mut().zip(g) {
-                *a += x;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One optimiser step on host copies of the parameters: clip, AdamW, copy back into the
-/// model. Returns the gradient norm before clipping.
-pub fn apply_step(
-    model: &TrainableModel,
-    params: &mut [Vec<f32>],
-    optimizer: &mut AdamW,
-    mut grads: Vec<Vec<f32>>,
-    lr: f64,
-    grad_clip: f64,
-) -> Result<f64> {
-    let norm = if grad_clip > 0.0 {
-        clip_by_total_norm(&mut grads, grad_clip)
-    } else {
-        crate::optim::total_norm(&grads)
-    };
-    optimizer.step(params, &grads, lr);
-    model.set_params(params)?;
-    Ok(norm)
 }
 
 /// A training run in progress.
 pub struct Trainer {
     options: TrainOptions,
-    model: TrainableModel,
-    names: Vec<String>,
-    shapes: Vec<Vec<usize>>,
-    params: Vec<Vec<f32>>,
-    optimizer: AdamW,
+    run: Run,
     data: MixedStream,
-    step: u64,
-    metrics: MetricsLog,
-    config_json: serde_json::Value,
     tokenizer_from: Option<PathBuf>,
     /// Where this run resumed from, if it did.
     resumed_from: Option<PathBuf>,
@@ -272,61 +199,36 @@ impl Trainer {
             Some(dir) => {
                 let state = checkpoint::read_state(dir)?;
                 if state.recipe != options.recipe || state.data != options.data {
-                    return Err(Error::Resume {
-                        path: dir.clone(),
-                        reason: describe_mismatch(&state, &options),
-                    });
+                    let mut differences = run::field_differences(&state.recipe, &options.recipe);
+                    if state.data != options.data {
+                        differences.push("the training data folders or weights".to_owned());
+                    }
+                    return Err(run::recipe_mismatch(dir, &differences));
                 }
-                let cfg = crate::model::config_from_file(&dir.join(checkpoint::CONFIG_FILE))?;
                 let expected = match &options.model {
-                    ModelInit::Fresh(cfg) => Some(cfg.clone()),
+                    ModelInit::Fresh(cfg) => Some(cfg),
                     ModelInit::Pretrained(_) => None,
                 };
-                if expected.is_some_and(|e| e != cfg) {
-                    return Err(Error::Resume {
-                        path: dir.clone(),
-                        reason: "the checkpoint's model configuration differs from this run's"
-                            .into(),
-                    });
-                }
-                let model = TrainableModel::load(
-                    &cfg,
-                    &[dir.join(checkpoint::MODEL_FILE)],
-                    &options.device,
-                    dir,
-                )?;
-                let (names, sizes) = names_and_sizes(&model);
-                let optimizer = checkpoint::load_optimizer(dir, &names, &sizes)?;
-                if optimizer.steps != state.step {
-                    return Err(Error::Resume {
-                        path: dir.clone(),
-                        reason: format!(
-                            "the optimiser took {} steps, the trainer {}",
-                            optimizer.steps, state.step
-                        ),
-                    });
-                }
+                let (model, optimizer) =
+                    run::load_checkpoint(dir, state.step, expected, &options.device)?;
                 let tokenizer = options.tokenizer.clone().or_else(|| Some(dir.clone()));
                 (model, optimizer, state.step, state.blocks_drawn, tokenizer)
             }
             None => {
-                let (model, tokenizer) = match &options.model {
-                    ModelInit::Fresh(cfg) => (
-                        TrainableModel::init(cfg, options.recipe.seed, &options.device)?,
-                        options.tokenizer.clone(),
-                    ),
+                let adamw = options.recipe.adamw;
+                let (model, optimizer, tokenizer) = match &options.model {
+                    ModelInit::Fresh(cfg) => {
+                        let model =
+                            TrainableModel::init(cfg, options.recipe.seed, &options.device)?;
+                        let optimizer = run::fresh_optimizer(&model, adamw);
+                        (model, optimizer, options.tokenizer.clone())
+                    }
                     ModelInit::Pretrained(dir) => {
-                        let config_path = dir.join("config.json");
-                        let cfg = crate::model::config_from_file(&config_path)?;
-                        let files = prox_engine::safetensors_files(dir)?;
-                        (
-                            TrainableModel::load(&cfg, &files, &options.device, dir)?,
-                            options.tokenizer.clone().or_else(|| Some(dir.clone())),
-                        )
+                        let (model, optimizer) = run::load_pretrained(dir, adamw, &options.device)?;
+                        let tokenizer = options.tokenizer.clone().or_else(|| Some(dir.clone()));
+                        (model, optimizer, tokenizer)
                     }
                 };
-                let (_, sizes) = names_and_sizes(&model);
-                let optimizer = AdamW::new(options.recipe.adamw, &sizes);
                 (model, optimizer, 0, 0, tokenizer)
             }
         };
@@ -351,26 +253,12 @@ impl Trainer {
                 recipe.seed,
             )?;
         }
-        let metrics = MetricsLog::open(&out.join("metrics.jsonl"), step)?;
-        let (names, _) = names_and_sizes(&model);
-        let shapes = model
-            .params
-            .iter()
-            .map(|(_, v)| v.dims().to_vec())
-            .collect();
-        let params = model.host_params()?;
-        let config_json = model.config.to_hf_json();
+        let tokens = step * tokens_per_step(recipe);
+        let run = Run::new(model, optimizer, step, tokens, recipe.max_steps, out)?;
         Ok(Trainer {
             options,
-            model,
-            names,
-            shapes,
-            params,
-            optimizer,
+            run,
             data,
-            step,
-            metrics,
-            config_json,
             tokenizer_from,
             resumed_from: resume_from,
         })
@@ -378,16 +266,16 @@ impl Trainer {
 
     /// Optimiser steps completed.
     pub fn step(&self) -> u64 {
-        self.step
+        self.run.step
     }
 
     pub fn model(&self) -> &TrainableModel {
-        &self.model
+        &self.run.model
     }
 
     /// The parameters, in [`crate::model::parameter_shapes`] order.
     pub fn params(&self) -> &[Vec<f32>] {
-        &self.params
+        &self.run.params
     }
 
     pub fn resumed_from(&self) -> Option<&Path> {
@@ -403,7 +291,7 @@ impl Trainer {
     /// (timings are the caller's).
     pub fn train_step(&mut self) -> Result<(f64, f64, f64)> {
         let recipe = &self.options.recipe;
-        let vocab = self.model.config.vocab_size;
+        let vocab = self.run.model.config.vocab_size;
         let micro_batches = (0..recipe.accumulation())
             .map(|_| {
                 (0..recipe.micro_batch)
@@ -411,37 +299,41 @@ impl Trainer {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let (loss, grads) = accumulate_gradients(&self.model, &micro_batches)?;
-        let step = self.step + 1;
-        if !loss.is_finite() {
-            return Err(Error::NotFinite {
-                step,
-                what: "loss",
-                value: loss,
-            });
-        }
-        let lr = recipe.schedule().lr(self.step);
-        let norm = apply_step(
-            &self.model,
-            &mut self.params,
-            &mut self.optimizer,
-            grads,
-            lr,
-            recipe.grad_clip,
-        )?;
-        if !norm.is_finite() {
-            return Err(Error::NotFinite {
-                step,
-                what: "gradient norm",
-                value: norm,
-            });
-        }
-        self.step = step;
+        let (loss, grads) = accumulate_gradients(&self.run.model, &micro_batches)?;
+        let lr = recipe.schedule().lr(self.run.step);
+        let tokens = tokens_per_step(recipe);
+        let norm = self.run.apply(loss, grads, lr, recipe.grad_clip, tokens)?;
         Ok((loss, lr, norm))
     }
 
+    /// Trains until `max_steps`, or until `stop_after` steps are done (as if killed right
+    /// after that step), validating and checkpointing on the way. Returns the last
+    /// checkpoint written, if any.
+    pub fn run(
+        &mut self,
+        reporter: &mut dyn Reporter,
+        stop_after: Option<u64>,
+    ) -> Result<Option<PathBuf>> {
+        run::run(self, reporter, stop_after)
+    }
+}
+
+fn tokens_per_step(recipe: &Recipe) -> u64 {
+    (recipe.global_batch * recipe.seq_len) as u64
+}
+
+impl Steps for Trainer {
+    fn run_state(&mut self) -> &mut Run {
+        &mut self.run
+    }
+
+    fn next_step(&mut self) -> Result<Stepped> {
+        let (loss, lr, grad_norm) = self.train_step()?;
+        Ok((loss, lr, grad_norm, tokens_per_step(&self.options.recipe)).into())
+    }
+
     /// The mean loss over the first `eval_iters` micro-batches of the validation folders.
-    pub fn validate(&self) -> Result<Option<f64>> {
+    fn validate(&self) -> Result<Option<f64>> {
         let options = &self.options;
         if options.val_data.is_empty() || options.eval_iters == 0 {
             return Ok(None);
@@ -454,133 +346,37 @@ impl Trainer {
             false,
             recipe.seed,
         )?;
+        let model = &self.run.model;
         let mut total = 0.0;
         for _ in 0..options.eval_iters {
             let blocks = (0..recipe.micro_batch)
-                .map(|_| stream.next_block(self.model.config.vocab_size))
+                .map(|_| stream.next_block(model.config.vocab_size))
                 .collect::<Result<Vec<_>>>()?;
-            let loss = block_loss(&self.model, &blocks)?.detach();
+            let loss = block_loss(model, &blocks)?.detach();
             total += f64::from(loss.to_scalar::<f32>()?);
         }
         Ok(Some(total / options.eval_iters as f64))
     }
 
     /// Writes the checkpoint of the current step and redraws the loss curve.
-    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+    fn save_checkpoint(&self) -> Result<PathBuf> {
         let state = TrainerState {
-            step: self.step,
+            step: self.run.step,
             blocks_drawn: self.data.drawn(),
             recipe: self.options.recipe.clone(),
             data: self.options.data.clone(),
         };
-        let dir = checkpoint::checkpoint_dir(&self.options.out, self.step);
-        let saved = checkpoint::save(
-            &dir,
-            &CheckpointContents {
-                config_json: &self.config_json,
-                names: &self.names,
-                shapes: &self.shapes,
-                params: &self.params,
-                optimizer: &self.optimizer,
-                state: &state,
-                tokenizer_from: self.tokenizer_from.as_deref(),
-            },
-        )?;
-        plot_loss(self.metrics.lines(), &self.options.out.join("loss.svg"))?;
-        Ok(saved)
+        self.run.save(&state, self.tokenizer_from.as_deref())
     }
 
-    /// Trains until `max_steps`, or until `stop_after` steps are done (as if killed right
-    /// after that step), validating and checkpointing on the way. Returns the last
-    /// checkpoint written, if any.
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
-    pub fn run(
-        &mut self,
-        reporter: &mut dyn Reporter,
-        stop_after: Option<u64>,
-    ) -> Result<Option<PathBuf>> {
-        let max_steps = self.options.recipe.max_steps;
-        let tokens_per_step =
-            (self.options.recipe.global_batch * self.options.recipe.seq_len) as u64;
-        let started = Instant::now();
-        let first_step = self.step;
-        let mut last_checkpoint = None;
-        while self.step < max_steps && stop_after.is_none_or(|s| self.step < s) {
-            let step_started = Instant::now();
-            let (loss, lr, grad_norm) = self.train_step()?;
-            let step_s = step_started.elapsed().as_secs_f64();
-            let elapsed_s = started.elapsed().as_secs_f64();
-            let per_step = elapsed_s / (self.step - first_step) as f64;
-            let metrics = StepMetrics {
-                step: self.step,
-                loss,
-                lr,
-                grad_norm,
-                tokens: self.step * tokens_per_step,
-                tokens_per_s: tokens_per_step as f64 / step_s.max(1e-9),
-                elapsed_s,
-                eta_s: per_step * (max_steps - self.step) as f64,
-            };
-            self.metrics.append(MetricsLine::Step(metrics.clone()))?;
-            reporter.step(&metrics);
-            let every = |interval: u64| interval > 0 && self.step % interval == 0;
-            if every(self.options.eval_interval)
-                || (self.step == max_steps && self.options.eval_interval > 0)
-            {
-                if let Some(val_loss) = self.validate()? {
-                    self.metrics.append(MetricsLine::Validation {
-                        step: self.step,
-                        val_loss,
-                    })?;
-                    reporter.validation(self.step, val_loss);
-                }
-            }
-            if every(self.options.save_interval) || self.step == max_steps {
-                let dir = self.save_checkpoint()?;
-                reporter.checkpoint(self.step, &dir);
-                last_checkpoint = Some(dir);
-            }
-        }
-        Ok(last_checkpoint)
-    }
-}
-
-pub(crate) fn names_and_sizes(model: &TrainableModel) -> (Vec<String>, Vec<usize>) {
-    model
-        .params
-        .iter()
-        .map(|(name, var)| (name.clone(), var.elem_count()))
-        .unzip()
-}
-
-fn describe_mismatch(state: &TrainerState, options: &TrainOptions) -> String {
-    let mut differences = field_differences(&state.recipe, &options.recipe);
-    if state.data != options.data {
-        differences.push("the training data folders or weights".to_owned());
-    }
-    format!(
-        "this run's recipe differs from the checkpoint's ({}); resume with the same settings",
-        differences.join("; ")
-    )
-}
-
-/// The fields of two serialised recipes that differ, as `key: checkpoint A vs now B`.
-pub(crate) fn field_differences<T: Serialize>(saved: &T, now: &T) -> Vec<String> {
-    let show = |v: serde_json::Value| v.to_string();
-    let mut differences = Vec::new();
-    let saved = serde_json::to_value(saved).unwrap_or_default();
-    let now = serde_json::to_value(now).unwrap_or_default();
-    if let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) {
-        for (key, value) in saved {
-            let other = now.get(key).cloned().unwrap_or_default();
-            if *value != other {
-                differences.push(format!(
-                    "{key}: checkpoint {} vs now {}",
-                    show(value.clone()),
-                    show(other)
-                ));
-            }
+    fn due(&self, step: u64) -> Due {
+        let every = |interval: u64| interval > 0 && step % interval == 0;
+        let (eval_interval, last) = (self.options.eval_interval, step == self.run.max_steps());
+        Due {
+            validate: every(eval_interval) || (last && eval_interval > 0),
+            epoch: None,
+            checkpoint: every(self.options.save_interval) || last,
         }
     }
-    differences
 }
