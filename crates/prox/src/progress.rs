@@ -68,6 +68,16 @@ impl Progress {
         }
     }
 
+    /// Shows `line()` beside the bar; off a terminal, logs it when `due`: for reports whose
+    /// log lines follow a cadence of their own (every N training steps) rather than the clock.
+    pub fn line(&self, due: bool, line: impl FnOnce() -> String) {
+        if self.terminal {
+            self.bar.set_message(line());
+        } else if due {
+            tracing::info!("{}", line());
+        }
+    }
+
     /// Runs `log` (a warning, say) with the bar out of the way.
     pub fn suspend(&self, log: impl FnOnce()) {
         self.bar.suspend(log);

@@ -1,12 +1,13 @@
 //! `prox finetune`: supervised fine-tuning of a refiner on prompt → program examples with the
 //! paper's recipe, on `prox-train`'s optimiser, checkpoints and log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use prox_engine::DeviceSpec;
-use prox_train::{Reporter, SftOptions, SftRecipe, SftTrainer, StepMetrics};
+use prox_train::{SftOptions, SftRecipe, SftTrainer};
 
+use crate::commands::train::StepProgress;
 use crate::commands::Completion;
 use crate::engine_args::DEVICE_VALUES;
 
@@ -103,41 +104,6 @@ Every epoch ends with the validation loss on the held-out examples and a checkpo
 `--resume` with the same settings and data reaches exactly the weights of an uninterrupted
 run.";
 
-/// Prints a progress line every `interval` steps, and the end of every epoch.
-struct ProgressLines {
-    interval: u64,
-    max_steps: u64,
-}
-
-impl Reporter for ProgressLines {
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
-    fn step(&mut self, m: &StepMetrics) {
-        if m.step % self.interval == 0 || m.step == self.max_steps || m.step == 1 {
-            tracing::info!(
-                "step {}/{}  loss {:.4}  lr {:.3e}  grad-norm {:.3}  {:.0} tokens/s",
-                m.step,
-                self.max_steps,
-                m.loss,
-                m.lr,
-                m.grad_norm,
-                m.tokens_per_s,
-            );
-        }
-    }
-
-    fn validation(&mut self, step: u64, loss: f64) {
-        tracing::info!("step {step}: validation loss {loss:.4}");
-    }
-
-    fn epoch(&mut self, epoch: u64, step: u64) {
-        tracing::info!("epoch {epoch} done at step {step}");
-    }
-
-    fn checkpoint(&mut self, step: u64, dir: &Path) {
-        tracing::info!("step {step}: checkpoint {}", dir.display());
-    }
-}
-
 pub fn run(args: &FinetuneArgs) -> anyhow::Result<Completion> {
     let options = resolve(args)?;
     let mut trainer = SftTrainer::new(options).context("cannot start fine-tuning")?;
@@ -172,13 +138,10 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<Completion> {
             summary.warmup_steps
         ),
     }
-    let mut reporter = ProgressLines {
-        interval: args.log_interval.max(1),
-        max_steps: summary.max_steps,
-    };
-    let last = trainer
-        .run(&mut reporter, None)
-        .context("fine-tuning failed")?;
+    let mut reporter = StepProgress::new(args.log_interval, summary.max_steps);
+    let last = trainer.run(&mut reporter, None);
+    reporter.finish();
+    let last = last.context("fine-tuning failed")?;
     if let Some(dir) = last {
         tracing::info!("done: the fine-tuned model is {}", dir.display());
     }

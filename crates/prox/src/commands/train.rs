@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::commands::Completion;
 use crate::engine_args::DEVICE_VALUES;
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = TRAIN_AFTER_HELP)]
@@ -160,35 +161,66 @@ struct TrainFile {
     log_interval: Option<u64>,
 }
 
-/// Prints a progress line every `interval` steps.
-struct ProgressLines {
+/// The progress of `prox train` and `prox finetune`: a bar of optimiser steps on a terminal,
+/// off one a line every `interval` steps (and at the first and the last); validations, epochs
+/// and checkpoints logged either way.
+pub(crate) struct StepProgress {
+    bar: Progress,
     interval: u64,
     max_steps: u64,
 }
 
-impl Reporter for ProgressLines {
+impl StepProgress {
+    pub(crate) fn new(interval: u64, max_steps: u64) -> Self {
+        StepProgress {
+            bar: Progress::new(max_steps, "{wide_bar} {msg}", None),
+            interval: interval.max(1),
+            max_steps,
+        }
+    }
+
+    fn log(&self, line: std::fmt::Arguments) {
+        self.bar.suspend(|| tracing::info!("{line}"));
+    }
+
+    pub(crate) fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+impl Reporter for StepProgress {
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than rust-version
     fn step(&mut self, m: &StepMetrics) {
-        if m.step % self.interval == 0 || m.step == self.max_steps || m.step == 1 {
-            tracing::info!(
-                "step {}/{}  loss {:.4}  lr {:.3e}  grad-norm {:.3}  {:.0} tokens/s  ETA {}",
-                m.step,
-                self.max_steps,
-                m.loss,
-                m.lr,
-                m.grad_norm,
-                m.tokens_per_s,
-                duration(m.eta_s)
-            );
+        self.bar.set_position(m.step);
+        let line = format!(
+            "step {}/{}  loss {:.4}  lr {:.3e}  grad-norm {:.3}  {:.0} tokens/s  ETA {}",
+            m.step,
+            self.max_steps,
+            m.loss,
+            m.lr,
+            m.grad_norm,
+            m.tokens_per_s,
+            duration(m.eta_s)
+        );
+        if m.step == self.max_steps {
+            // The last step's numbers outlive the bar, on a terminal too.
+            self.log(format_args!("{line}"));
+        } else {
+            self.bar
+                .line(m.step % self.interval == 0 || m.step == 1, || line);
         }
     }
 
     fn validation(&mut self, step: u64, loss: f64) {
-        tracing::info!("step {step}: validation loss {loss:.4}");
+        self.log(format_args!("step {step}: validation loss {loss:.4}"));
+    }
+
+    fn epoch(&mut self, epoch: u64, step: u64) {
+        self.log(format_args!("epoch {epoch} done at step {step}"));
     }
 
     fn checkpoint(&mut self, step: u64, dir: &Path) {
-        tracing::info!("step {step}: checkpoint {}", dir.display());
+        self.log(format_args!("step {step}: checkpoint {}", dir.display()));
     }
 }
 
@@ -210,7 +242,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
         }
         None => TrainFile::default(),
     };
-    let log_interval = args.log_interval.or(file.log_interval).unwrap_or(10).max(1);
+    let log_interval = args.log_interval.or(file.log_interval).unwrap_or(10);
     let options = resolve(args, file)?;
     let max_steps = options.recipe.max_steps;
     let mut trainer = Trainer::new(options).context("cannot start training")?;
@@ -221,13 +253,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
             trainer.model().num_parameters()
         ),
     }
-    let mut reporter = ProgressLines {
-        interval: log_interval,
-        max_steps,
-    };
-    let last = trainer
-        .run(&mut reporter, None)
-        .context("training failed")?;
+    let mut reporter = StepProgress::new(log_interval, max_steps);
+    let last = trainer.run(&mut reporter, None);
+    reporter.finish();
+    let last = last.context("training failed")?;
     if let Some(dir) = last {
         tracing::info!("done: the final model is {}", dir.display());
     }
