@@ -210,7 +210,7 @@ pub fn annotate(
             documents_done: 0,
             lengths: Lengths::default(),
             stats: Stats {
-                stage: stage_name(options.stage).to_owned(),
+                stage: options.stage.as_str().to_owned(),
                 ..Stats::default()
             },
         },
@@ -264,17 +264,10 @@ pub fn annotate(
     Ok(checkpoint.stats)
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Doc => "doc",
-        Stage::Chunk => "chunk",
-    }
-}
-
 /// What decides the output; compared on resume.
 fn config_of(options: &AnnotateOptions, prompts: &Prompts) -> Value {
     let mut config = json!({
-        "stage": stage_name(options.stage),
+        "stage": options.stage.as_str(),
         "inputs": options.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "text_field": options.text_field,
         "id_field": options.id_field,
@@ -527,7 +520,7 @@ struct Annotator<'a> {
 
 impl Annotator<'_> {
     fn stage(&self) -> &'static str {
-        stage_name(self.options.stage)
+        self.options.stage.as_str()
     }
 
     fn batch(&self, batch: &[Item], out: &mut Outputs, stats: &mut Stats) -> Result<(), Error> {
@@ -643,7 +636,7 @@ impl Annotator<'_> {
                 }
                 let mut row = Map::new();
                 row.insert("id".into(), id.clone().into());
-                row.insert("stage".into(), "doc".into());
+                row.insert("stage".into(), Stage::Doc.as_str().into());
                 row.insert("prompt".into(), prompt.prompt.into());
                 row.insert("prompt_ids".into(), json!(prompt.ids));
                 row.insert("truncated".into(), prompt.truncated.into());
@@ -687,7 +680,7 @@ impl Annotator<'_> {
                     }
                     let mut row = Map::new();
                     row.insert("id".into(), format!("{id}#{index}").into());
-                    row.insert("stage".into(), "chunk".into());
+                    row.insert("stage".into(), Stage::Chunk.as_str().into());
                     row.insert("prompt".into(), chunk_prompt.prompt.clone().into());
                     row.insert("prompt_ids".into(), json!(chunk_prompt.ids));
                     row.insert("text".into(), lines.join("\n").into());

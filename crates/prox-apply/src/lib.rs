@@ -28,43 +28,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use error::Error;
+/// Which programs run, by stage.
+pub use prox_program::Stage;
 
-/// Which programs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// Keep or drop the document.
-    Doc,
-    /// Remove lines, normalize strings.
-    Chunk,
-}
-
-impl Stage {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Doc => "doc",
-            Stage::Chunk => "chunk",
-        }
-    }
-
-    /// Where ProX's datasets keep the stage's program.
-    pub fn default_program_field(self) -> &'static str {
-        match self {
-            Stage::Doc => "metadata.doc_program",
-            Stage::Chunk => "metadata.chunk_program",
-        }
-    }
-}
-
-impl std::str::FromStr for Stage {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, String> {
-        match name {
-            "doc" => Ok(Stage::Doc),
-            "chunk" => Ok(Stage::Chunk),
-            _ => Err(format!("expected doc or chunk, not {name:?}")),
-        }
+/// Where ProX's datasets keep the stage's program.
+pub fn default_program_field(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Doc => "metadata.doc_program",
+        Stage::Chunk => "metadata.chunk_program",
     }
 }
 
@@ -74,9 +45,8 @@ pub struct ApplyOptions {
     pub stage: Stage,
     pub mode: Mode,
     pub thresholds: Thresholds,
-    /// The field holding the program [default: the stage's
-    /// [`default_program_field`](Stage::default_program_field)]; dotted names reach into
-    /// nested objects.
+    /// The field holding the program [default: the stage's [`default_program_field`]];
+    /// dotted names reach into nested objects.
     pub program_field: Option<String>,
     /// The field holding the text the program runs on; the refined text goes to `text`.
     pub text_field: String,
@@ -259,7 +229,7 @@ fn apply_to_record(
     let program_field = options
         .program_field
         .as_deref()
-        .unwrap_or_else(|| options.stage.default_program_field());
+        .unwrap_or_else(|| default_program_field(options.stage));
     let (text, program) = match (
         string_field(&record.fields, &options.text_field),
         string_field(&record.fields, program_field),
@@ -321,7 +291,7 @@ fn apply_to_record(
 }
 
 fn drop_info(stage: Stage, reason: DropReason) -> Value {
-    json!({ "stage": stage.name(), "reason": reason.as_str() })
+    json!({ "stage": stage.as_str(), "reason": reason.as_str() })
 }
 
 #[cfg(test)]

@@ -148,6 +148,7 @@ pub mod program;
 mod execute;
 mod faithful;
 mod pyint;
+mod stage;
 mod strict;
 mod words;
 
@@ -156,6 +157,7 @@ use std::str::FromStr;
 
 pub use outcome::{DropReason, ProgramError, Verdict};
 pub use program::{Call, LineKind, Program, ProgramLine};
+pub use stage::{ParseStageError, Stage, Stages};
 pub use words::{count_words, is_py_space};
 
 /// How programs are read.

@@ -41,6 +41,9 @@ use std::str::FromStr;
 
 use prox_tokenizer::{EncodeOptions, EncodeStyle, Tokenizer};
 
+/// The two refining stages, each with its own prompt.
+pub use prox_program::Stage;
+
 pub use crate::chunk::{chunk_document, number_lines, write_numbered_line, Chunk};
 pub use crate::template::{
     is_python_space, python_strip, ChatTemplate, JinjaTemplate, Rendered, TemplateTokens,
@@ -68,15 +71,6 @@ pub enum Error {
     /// there is no document text to keep literal or to shorten.
     #[error("robust mode needs a chat template that includes the user message verbatim")]
     ContentNotFound,
-}
-
-/// The two refining stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    /// Keep or drop the whole document.
-    Doc,
-    /// Edit the lines of each chunk.
-    Chunk,
 }
 
 /// Reproduce the reference exactly, or build well-formed prompts.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use prox_program::{parse, Executor, LineKind, Mode, Thresholds, Verdict};
 use prox_prompt::{PromptBudget, PromptMode, Prompter};
-use prox_run::{StageCounts, Stats};
+use prox_run::{Stage, StageCounts, Stats};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -235,7 +235,7 @@ impl Refiner {
                             &flight.doc.id,
                             Some(&program),
                             "",
-                            "doc",
+                            Stage::Doc.as_str(),
                             "doc_program",
                         )));
                     }
@@ -333,7 +333,7 @@ impl Refiner {
                     &doc.id,
                     flight.doc_program.as_deref(),
                     program,
-                    "chunk",
+                    Stage::Chunk.as_str(),
                     reason.as_str(),
                 );
                 merge_prox(&mut row, details);
@@ -459,6 +459,7 @@ fn count_doc_calls(program: &str, keep: bool, stats: &mut Stats) {
     stats.count_call(name);
 }
 
+/// `stage` is a [`Stage`]'s name, or `read` for an empty document, which no stage sees.
 fn dropped_row(
     id: &str,
     doc_program: Option<&str>,
@@ -477,7 +478,7 @@ fn dropped_row(
     // Parquet part's schema fits all of its rows.
     metadata.insert(
         "chunk_program".to_owned(),
-        if stage == "chunk" {
+        if stage == Stage::Chunk.as_str() {
             json!(chunk_program)
         } else {
             Value::Null
@@ -542,7 +543,8 @@ fn failure_row(
 /// The columns of `docs/run-folder.md`: `id`, `text`, `raw_content`, `doc_content`, the
 /// carried fields, `metadata` (merged into the input's own when it has one), `prox`.
 fn with_document(mut row: Map<String, Value>, doc: Document, stages: Stages) -> Map<String, Value> {
-    let dropped_by_doc_stage = row.get("prox").and_then(|p| p.get("stage")) == Some(&json!("doc"));
+    let dropped_by_doc_stage =
+        row.get("prox").and_then(|p| p.get("stage")) == Some(&json!(Stage::Doc.as_str()));
     let mut out = Map::new();
     for key in ["id", "text"] {
         if let Some(value) = row.remove(key) {

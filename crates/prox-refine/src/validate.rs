@@ -39,42 +39,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use prox_program::{Call, Executor, Mode, Thresholds};
+use prox_program::{Call, Executor, Mode, Stage, Thresholds};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::backend::{Backend, GenRequest};
-
-/// The two stages a refiner serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValidateStage {
-    Doc,
-    Chunk,
-}
-
-impl ValidateStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ValidateStage::Doc => "doc",
-            ValidateStage::Chunk => "chunk",
-        }
-    }
-}
-
-impl std::str::FromStr for ValidateStage {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "doc" => Ok(ValidateStage::Doc),
-            "chunk" => Ok(ValidateStage::Chunk),
-            other => Err(format!(
-                "unknown stage `{other}`; the stages are doc, chunk"
-            )),
-        }
-    }
-}
 
 /// Why an example row or a validation cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +66,7 @@ pub enum ValidateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {
     pub id: String,
-    pub stage: ValidateStage,
+    pub stage: Stage,
     pub prompt: String,
     pub prompt_ids: Option<Vec<u32>>,
     pub target: String,
@@ -143,7 +112,9 @@ impl Example {
                     }),
             }
         };
-        let stage: ValidateStage = string("stage")?.parse().map_err(fail)?;
+        let stage: Stage = string("stage")?
+            .parse()
+            .map_err(|error: prox_program::ParseStageError| fail(error.to_string()))?;
         let prompt = string("prompt")?;
         let target = string("target")?;
         let prompt_ids = match row.get("prompt_ids") {
@@ -162,8 +133,8 @@ impl Example {
             Some(_) => Some(string("text")?),
         };
         let (first_line, lines) = match stage {
-            ValidateStage::Doc => (0, 0),
-            ValidateStage::Chunk => (
+            Stage::Doc => (0, 0),
+            Stage::Chunk => (
                 count("first_line")?.unwrap_or(0),
                 count("lines")?.ok_or_else(|| {
                     fail("`lines` (the chunk's line count) is missing".to_owned())
@@ -184,7 +155,7 @@ impl Example {
         example
             .decision(&example.target)
             .map_err(|reason| fail(format!("the target is not a valid program: {reason}")))?;
-        if let (ValidateStage::Chunk, Some(text)) = (stage, &example.text) {
+        if let (Stage::Chunk, Some(text)) = (stage, &example.text) {
             let in_text = text.split('\n').count();
             if in_text != example.lines {
                 return Err(fail(format!(
@@ -199,8 +170,8 @@ impl Example {
     /// What a program decides for this example, or why the strict parser rejects it.
     pub fn decision(&self, program: &str) -> Result<Decision, String> {
         match self.stage {
-            ValidateStage::Doc => doc_drops(program).map(Decision::Drop),
-            ValidateStage::Chunk => {
+            Stage::Doc => doc_drops(program).map(Decision::Drop),
+            Stage::Chunk => {
                 removed_lines(program, self.first_line, self.lines).map(Decision::Remove)
             }
         }
@@ -329,7 +300,7 @@ pub struct Unanswered {
 /// Accumulates the measures over examples and their predictions.
 #[derive(Debug, Clone)]
 pub struct Scorer {
-    stage: ValidateStage,
+    stage: Stage,
     counts: Counts,
     examples: u64,
     invalid_predictions: u64,
@@ -340,7 +311,7 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    pub fn new(stage: ValidateStage) -> Self {
+    pub fn new(stage: Stage) -> Self {
         Scorer {
             stage,
             counts: Counts::default(),
@@ -365,8 +336,8 @@ impl Scorer {
             self.invalid_predictions += 1;
             // As the executor runs nothing of an unreadable program.
             match self.stage {
-                ValidateStage::Doc => Decision::Drop(false),
-                ValidateStage::Chunk => Decision::Remove(BTreeSet::new()),
+                Stage::Doc => Decision::Drop(false),
+                Stage::Chunk => Decision::Remove(BTreeSet::new()),
             }
         });
         let text = example.text.as_deref();
@@ -420,8 +391,8 @@ impl Scorer {
         Validation {
             stage: self.stage,
             unit: match self.stage {
-                ValidateStage::Doc => "documents",
-                ValidateStage::Chunk => "lines",
+                Stage::Doc => "documents",
+                Stage::Chunk => "lines",
             },
             examples: self.examples,
             unanswered: self.unanswered,
@@ -440,7 +411,7 @@ impl Scorer {
 /// The measures of a validation, as the JSON report holds them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Validation {
-    pub stage: ValidateStage,
+    pub stage: Stage,
     /// What the counts count: `documents` or `lines`.
     pub unit: &'static str,
     /// Examples scored.
@@ -467,8 +438,8 @@ impl Validation {
         let number =
             |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
         let positive = match self.stage {
-            ValidateStage::Doc => "drop",
-            ValidateStage::Chunk => "removed line",
+            Stage::Doc => "drop",
+            Stage::Chunk => "removed line",
         };
         let rows = [
             ("stage", self.stage.as_str().to_owned()),
@@ -522,7 +493,7 @@ pub fn validate(
     options: &ValidateOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Validation, ValidateError> {
-    let stage = examples.first().map_or(ValidateStage::Doc, |e| e.stage);
+    let stage = examples.first().map_or(Stage::Doc, |e| e.stage);
     if let Some(other) = examples.iter().find(|e| e.stage != stage) {
         return Err(ValidateError::Example {
             location: "the examples".to_owned(),
@@ -559,8 +530,8 @@ pub fn validate(
             })
             .collect::<Result<Vec<_>, ValidateError>>()?;
         let outcomes = match stage {
-            ValidateStage::Doc => backend.decide_doc(&requests)?,
-            ValidateStage::Chunk => backend.generate(&requests)?,
+            Stage::Doc => backend.decide_doc(&requests)?,
+            Stage::Chunk => backend.generate(&requests)?,
         };
         for (example, outcome) in batch.iter().zip(outcomes) {
             match outcome {
@@ -619,7 +590,7 @@ mod tests {
             ("keep_doc()", "keep_doc()", "g h i j"),
             ("drop_doc()", "drop_doc()", "k"),
         ];
-        let mut scorer = Scorer::new(ValidateStage::Doc);
+        let mut scorer = Scorer::new(Stage::Doc);
         for (target, predicted, text) in cases {
             scorer.add(&doc(target, text), predicted, &words);
         }
@@ -660,7 +631,7 @@ mod tests {
         );
         let b = chunk(0, 4, "remove_lines(start=3, end=3)", Some("a\nb\nc\nd"));
         let c = chunk(4, 2, "untouch_doc()", Some("e f\ng"));
-        let mut scorer = Scorer::new(ValidateStage::Chunk);
+        let mut scorer = Scorer::new(Stage::Chunk);
         scorer.add(&a, "remove_lines(start=11, end=12)", &words);
         scorer.add(&b, "remove_lines(all=True)", &words);
         scorer.add(&c, "normalize(source_str=\"e\", target_str=\"\")", &words);
@@ -707,7 +678,7 @@ mod tests {
     #[test]
     fn an_invalid_prediction_is_counted_and_removes_nothing() {
         let a = chunk(0, 3, "remove_lines(start=0, end=1)", None);
-        let mut scorer = Scorer::new(ValidateStage::Chunk);
+        let mut scorer = Scorer::new(Stage::Chunk);
         scorer.add(&a, "remove_lines(0, 1", &words);
         let v = scorer.finish();
         assert_eq!(v.invalid_predictions, 1);
@@ -726,7 +697,7 @@ mod tests {
 
     #[test]
     fn measures_without_any_positive_are_undefined_not_zero() {
-        let mut scorer = Scorer::new(ValidateStage::Doc);
+        let mut scorer = Scorer::new(Stage::Doc);
         scorer.add(&doc("keep_doc()", "a"), "keep_doc()", &words);
         let v = scorer.finish();
         assert_eq!((v.precision, v.recall, v.f1), (None, None, None));
@@ -844,7 +815,7 @@ mod tests {
             "\u{0}\u{fffd}(((",
             "remove_lines(start=3, end=4",
         ] {
-            let mut scorer = Scorer::new(ValidateStage::Chunk);
+            let mut scorer = Scorer::new(Stage::Chunk);
             scorer.add(&a, program, &words);
             let c = scorer.finish().counts;
             let total = c.true_positives + c.false_positives + c.false_negatives + c.true_negatives;

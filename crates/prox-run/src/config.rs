@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use prox_program::{Executor, Mode, Thresholds};
+use prox_program::{Executor, Mode, Stages, Thresholds};
 use prox_prompt::PromptMode;
 use serde::{Deserialize, Serialize};
 
@@ -59,42 +59,6 @@ impl RunConfig {
                     .map_or("nothing".to_owned(), ToString::to_string);
                 format!("`{key}` was {before}, now {value}")
             })
-    }
-}
-
-/// Which stages run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stages {
-    pub doc: bool,
-    pub chunk: bool,
-}
-
-impl std::str::FromStr for Stages {
-    type Err = String;
-
-    /// `doc,chunk`, `doc` or `chunk`: the stages in the order they run.
-    fn from_str(value: &str) -> Result<Self, String> {
-        let mut stages = Stages {
-            doc: false,
-            chunk: false,
-        };
-        for name in value.split(',').map(str::trim) {
-            match name {
-                "doc" if !stages.doc && !stages.chunk => stages.doc = true,
-                "chunk" if !stages.chunk => stages.chunk = true,
-                _ => return Err(format!("expected doc,chunk, doc or chunk, not {value:?}")),
-            }
-        }
-        Ok(stages)
-    }
-}
-
-impl Stages {
-    pub fn names(self) -> Vec<&'static str> {
-        [(self.doc, "doc"), (self.chunk, "chunk")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect()
     }
 }
 

@@ -32,16 +32,17 @@ mod layout;
 mod rows;
 mod stats;
 
-pub use config::{
-    BackendKind, Execution, OutputFormat, RefinerSettings, RunConfig, SplitPolicy, Stages,
-};
+pub use config::{BackendKind, Execution, OutputFormat, RefinerSettings, RunConfig, SplitPolicy};
+/// The one stage vocabulary of run folders: the stage a document was dropped at, the stages a
+/// run runs.
+pub use prox_program::{Stage, Stages};
 
 pub use error::{Error, Result};
 pub use folder::RunFolder;
 pub use layout::{
     read_json, read_json_if_present, RunLayout, StatsSource, DROPPED, FAILURES, OUTPUT, PARTS,
 };
-pub use rows::{DocumentRow, FailureRow, Found, Item, Outcome, Stage};
+pub use rows::{DocumentRow, FailureRow, Found, Item, Outcome};
 pub use stats::{
     DocumentCounts, FileCounts, ProgramCounts, Seconds, StageCounts, StageStats, Stats, Throughput,
     TokenCounts, WordCounts,

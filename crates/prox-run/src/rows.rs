@@ -4,23 +4,8 @@
 use std::path::Path;
 
 use prox_io::{get_field, Fields, Record};
+use prox_program::Stage;
 use serde_json::Value;
-
-/// The stage a document was dropped at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stage {
-    Doc,
-    Chunk,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Doc => "doc",
-            Stage::Chunk => "chunk",
-        }
-    }
-}
 
 /// What happened to a document, from its row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,9 +105,9 @@ impl DocumentRow {
         };
         let outcome = if dropped {
             let stage = match text_field(fields, "prox.stage")? {
-                Some("doc") => Stage::Doc,
-                Some("chunk") => Stage::Chunk,
-                Some(other) => return Err(format!("unknown `prox.stage` `{other}`")),
+                Some(name) => name
+                    .parse::<Stage>()
+                    .map_err(|_| format!("unknown `prox.stage` `{name}`"))?,
                 None => return Err("a dropped row has no `prox.stage`".to_owned()),
             };
             let reason = text_field(fields, "prox.reason")?

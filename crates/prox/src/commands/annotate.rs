@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use prox_annotate::{annotate, AnnotateOptions, ClientChat, Prompts, Sample};
 use prox_client::ClientOptions;
 use prox_prompt::{PromptMode, Prompter, Stage};
@@ -19,8 +20,9 @@ use crate::commands::Completion;
 pub struct AnnotateArgs {
     /// Which refiner the examples teach: `doc` (keep_doc()/drop_doc() from two rubric
     /// scores) or `chunk` (line programs from one prompt per noise type).
-    #[arg(long, value_enum)]
-    pub stage: StageArg,
+    #[arg(long, value_parser = PossibleValuesParser::new(["doc", "chunk"])
+        .try_map(|name| name.parse::<Stage>()))]
+    pub stage: Stage,
 
     /// Documents: JSON-lines files (plain, .gz, .zst), Parquet files, or folders of them.
     #[arg(long, required = true, num_args = 1..)]
@@ -112,17 +114,8 @@ The same command again resumes after the last checkpoint; other settings in the 
 are refused. Exit status: 0 when nothing failed, 1 when some documents or requests went to
 failures.jsonl, 2 on an error that stopped the run.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StageArg {
-    Doc,
-    Chunk,
-}
-
 pub fn run(args: &AnnotateArgs) -> anyhow::Result<Completion> {
-    let stage = match args.stage {
-        StageArg::Doc => Stage::Doc,
-        StageArg::Chunk => Stage::Chunk,
-    };
+    let stage = args.stage;
     let prompts = match &args.prompts {
         Some(dir) => Prompts::from_dir(dir, stage)?,
         None => Prompts::builtin(stage)?,

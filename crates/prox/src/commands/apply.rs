@@ -121,7 +121,7 @@ impl Reporter for LogReporter<'_> {
     fn started(&self, files: usize) {
         tracing::info!(
             files,
-            stage = self.0.stage.name(),
+            stage = self.0.stage.as_str(),
             mode = %self.0.mode,
             "applying stored programs"
         );

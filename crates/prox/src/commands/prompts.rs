@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use prox_io::{string_field, Failure, JsonlWriter, Record};
+use prox_program::Stages;
 use prox_prompt::{ChatTemplate, PromptBudget, PromptMode, Prompter};
 use prox_tokenizer::Tokenizer;
 use serde_json::{Map, Value};
@@ -31,8 +33,12 @@ pub struct PromptsArgs {
 
     /// Which stage's prompts to write: `doc` (`doc_prompt_ids`), `chunk` (`chunks`,
     /// `chunk_prompts`, `chunk_prompt_ids`) or `both`.
-    #[arg(long, value_enum, default_value_t = StageArg::Both)]
-    pub stage: StageArg,
+    #[arg(long, default_value = "both", value_parser = PossibleValuesParser::new(["doc", "chunk", "both"])
+        .try_map(|name| match name.as_str() {
+            "both" => Ok(Stages::BOTH),
+            name => name.parse().map(Stages::only),
+        }))]
+    pub stage: Stages,
 
     /// `faithful` reproduces the reference's prompts exactly, quirks included; `robust`
     /// keeps `<s>` and `</s>` in documents as text and shortens long documents so that
@@ -69,23 +75,6 @@ A line that is not a JSON object, or has no string `text`, is reported with its 
 written to the failures file and skipped; the output is written under a temporary name and
 renamed when complete. Exit status: 0 when every line was written, 1 when some failed, 2 on an
 error that stopped the run.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StageArg {
-    Doc,
-    Chunk,
-    Both,
-}
-
-impl StageArg {
-    fn doc(self) -> bool {
-        matches!(self, Self::Doc | Self::Both)
-    }
-
-    fn chunk(self) -> bool {
-        matches!(self, Self::Chunk | Self::Both)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
@@ -194,7 +183,7 @@ fn prompts_of(
     if let Some(id) = record.fields.get("id") {
         out.insert("id".into(), id.clone());
     }
-    if args.stage.chunk() {
+    if args.stage.chunk {
         let chunks = prompter.chunk_prompts(text).map_err(|e| e.to_string())?;
         let (mut texts, mut prompts, mut ids) = (Vec::new(), Vec::new(), Vec::new());
         for chunk in chunks {
@@ -206,7 +195,7 @@ fn prompts_of(
         out.insert("chunk_prompts".into(), Value::from(prompts));
         out.insert("chunk_prompt_ids".into(), Value::from(ids));
     }
-    if args.stage.doc() {
+    if args.stage.doc {
         let ids = prompter.doc_prompt_ids(text).map_err(|e| e.to_string())?;
         out.insert("doc_prompt_ids".into(), Value::from(ids));
     }

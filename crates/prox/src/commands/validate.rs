@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use prox_io::AtomicFile;
-use prox_refine::validate::{validate, Example, ValidateOptions, ValidateStage};
+use prox_program::Stage;
+use prox_refine::validate::{validate, Example, ValidateOptions};
 use prox_refine::{Backend, EmbeddedBackend, OpenAiBackend};
 
 use crate::commands::Completion;
@@ -75,7 +76,7 @@ answered, 1 when the model could not answer some (they are listed in the JSON, n
 2 on an error that stopped the run.";
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<Completion> {
-    let stage: ValidateStage = args.stage.parse().map_err(anyhow::Error::msg)?;
+    let stage: Stage = args.stage.parse().map_err(anyhow::Error::msg)?;
     let examples = read_examples(args, stage)?;
     if examples.is_empty() {
         bail!(
@@ -87,8 +88,8 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Completion> {
     let backend = backend(args)?;
     let options = ValidateOptions {
         max_new_tokens: args.max_new_tokens.unwrap_or(match stage {
-            ValidateStage::Doc => 2000,
-            ValidateStage::Chunk => 256,
+            Stage::Doc => 2000,
+            Stage::Chunk => 256,
         }),
         batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
     };
@@ -115,7 +116,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Completion> {
 }
 
 /// The examples of the stage, in file order.
-fn read_examples(args: &ValidateArgs, stage: ValidateStage) -> anyhow::Result<Vec<Example>> {
+fn read_examples(args: &ValidateArgs, stage: Stage) -> anyhow::Result<Vec<Example>> {
     let mut examples = Vec::new();
     for item in prox_io::open_records(&args.data)? {
         let record = match item? {
