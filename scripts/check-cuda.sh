@@ -105,15 +105,15 @@ if [[ "$mode" == bundle ]]; then
     # the machine, in a system toolkit or in PyTorch's nvidia wheels (CUDA 13, as built here).
     run cargo build --locked --release -p prox --features cuda
     run cargo build --locked --release -p prox-engine --features cuda --example bench
-    tests_bin=$(nice -n 19 cargo test --locked --release -p prox-engine --features cuda --test cuda \
+    tests_bin=$(nice -n 19 cargo test --locked --release -p prox-engine --features cuda --test engine \
         --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "engine" and m.get("executable"):
         print(m["executable"])' | tail -n 1)
     if [[ -z "$tests_bin" ]]; then
-        echo "error: cargo built no test binary for crates/prox-engine/tests/cuda.rs" >&2
+        echo "error: cargo built no test binary for crates/prox-engine/tests/engine" >&2
         exit 1
     fi
     fixtures="${PROX_FIXTURES:-../shared/fixtures}"

@@ -13,7 +13,7 @@
 #   probe     nvidia-smi, the driver's CUDA version, compute capability, where the CUDA runtime
 #             and cuBLAS libraries are (system or PyTorch's nvidia wheels), ldd of the binaries
 #             (PROBE_S=60)
-#   tests     crates/prox-engine/tests/cuda.rs: GPU against CPU in f32, bf16, f16, Q8_0, and
+#   tests     crates/prox-engine/tests/engine/cuda.rs: GPU against CPU in f32, bf16, f16, Q8_0, and
 #             greedy generation of the tiny fixture model (TESTS_S=300)
 #   generate  `prox generate` on the tiny model, --device cuda against --device cpu, f32:
 #             identical ids expected (GENERATE_S=120)
@@ -153,7 +153,7 @@ step_probe() {
 }
 
 step_tests() {
-    "$bin/cuda-tests" --test-threads 1
+    "$bin/cuda-tests" --test-threads 1 cuda::
 }
 
 # `prox generate` on the same prompts on both devices; the ids must be equal.

@@ -412,13 +412,7 @@ fn main() -> AnyResult<()> {
         );
         for new_tokens in [5usize, 32] {
             reset_peak();
-            let requests: Vec<Request> = prompts
-                .iter()
-                .map(|p| Request {
-                    prompt_ids: p.clone(),
-                    max_new_tokens: new_tokens,
-                })
-                .collect();
+            let requests = Request::batch(&prompts, new_tokens);
             let options = GenerateOptions {
                 eos_token_ids: Some(Vec::new()),
                 ..GenerateOptions::default()

@@ -68,13 +68,7 @@ fn main() -> AnyResult<()> {
     );
 
     let greedy = |llama: &Llama| -> AnyResult<Vec<Vec<u32>>> {
-        let requests: Vec<Request> = prompts
-            .iter()
-            .map(|p| Request {
-                prompt_ids: p.clone(),
-                max_new_tokens: new_tokens,
-            })
-            .collect();
+        let requests = Request::batch(&prompts, new_tokens);
         generate(llama, &requests, &GenerateOptions::default())?
             .into_iter()
             .map(|g| Ok(g?.ids))

@@ -38,6 +38,22 @@ pub struct Request {
     pub max_new_tokens: usize,
 }
 
+impl Request {
+    /// One request per prompt, each for at most `max_new_tokens` new tokens.
+    pub fn batch<P: AsRef<[u32]>>(
+        prompts: impl IntoIterator<Item = P>,
+        max_new_tokens: usize,
+    ) -> Vec<Request> {
+        prompts
+            .into_iter()
+            .map(|p| Request {
+                prompt_ids: p.as_ref().to_vec(),
+                max_new_tokens,
+            })
+            .collect()
+    }
+}
+
 /// One prompt to continue until a stop string ([`generate_text`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextRequest {

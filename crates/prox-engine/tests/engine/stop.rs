@@ -2,22 +2,20 @@
 //! with its real Llama tokenizer: the generation ends at the token that completes the first
 //! stop string, the text is what comes before it, and batch companions change nothing.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::sync::OnceLock;
 
 use prox_engine::{
-    generate, generate_text, FinishReason, GenerateOptions, Generation, LoadOptions, Model,
-    Request, RequestError, TextGeneration, TextRequest,
+    generate_text, FinishReason, GenerateOptions, Generation, Model, Request, RequestError,
+    TextGeneration, TextRequest,
 };
+
+use crate::common::{generate_ok, tiny_llama};
 
 const NEW_TOKENS: usize = 48;
 
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        Model::load(&prox_test::fixture("tiny-llama"), &LoadOptions::default()).unwrap()
-    })
+    MODEL.get_or_init(tiny_llama)
 }
 
 fn tokenizer() -> &'static prox_tokenizer::Tokenizer {
@@ -45,10 +43,7 @@ fn request(prompt: &str, stop: &[&str]) -> TextRequest {
 
 fn free(prompt: &str) -> Generation {
     let requests = [request(prompt, &[]).request];
-    generate(&model().llama, &requests, &GenerateOptions::default())
-        .unwrap()
-        .remove(0)
-        .unwrap()
+    generate_ok(&model().llama, &requests, &GenerateOptions::default()).remove(0)
 }
 
 fn text_of(requests: &[TextRequest]) -> Vec<TextGeneration> {

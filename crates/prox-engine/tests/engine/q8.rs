@@ -6,20 +6,17 @@
 //! GGML's 32-value Q8_0 blocks, about 1% away from `quantize_row_q8_0`'s numbers), and the
 //! engine's results must not.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::sync::Arc;
 
 use prox_engine::q8::{Kernel, Q8Matrix};
-use prox_engine::{
-    generate, Config, DType, Device, GenerateOptions, Generation, GgmlDType, Linear, Llama,
-    LoadOptions, Model, Q8Kernel, Request,
-};
+use prox_engine::{Config, DType, Device, GgmlDType, Linear, Llama, Q8Kernel};
 
 use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 use half::f16;
 use prox_test::pseudo_random;
+
+use crate::common::{greedy_no_eos, tiny_llama, tiny_llama_prompts};
 
 /// Shapes `(tokens, rows, cols)`: one token, tails of every tile size in both tokens and
 /// rows, and enough tokens to cross a token panel and to run in parallel.
@@ -225,25 +222,6 @@ fn q8_0_qtensors_from_a_file_go_to_the_engine_kernel_and_others_to_candle() {
 /// [`assert_same_greedy_tokens`]).
 const ROUNDING_TIE: f32 = 0.05;
 
-fn greedy(llama: &Llama, prompts: &[Vec<u32>], new_tokens: usize) -> Vec<Generation> {
-    let requests: Vec<Request> = prompts
-        .iter()
-        .map(|p| Request {
-            prompt_ids: p.clone(),
-            max_new_tokens: new_tokens,
-        })
-        .collect();
-    let options = GenerateOptions {
-        eos_token_ids: Some(Vec::new()),
-        ..GenerateOptions::default()
-    };
-    generate(llama, &requests, &options)
-        .unwrap()
-        .into_iter()
-        .map(|g| g.unwrap())
-        .collect()
-}
-
 /// Greedy tokens of a model quantized to Q8_0 and computed by the fastest kernel are those
 /// of the same blocks computed by the portable kernel, up to the first step where either
 /// run's top-1/top-2 margin is below `tie`. Returns the steps compared.
@@ -268,8 +246,8 @@ fn assert_same_greedy_tokens(
         .quantize_with(GgmlDType::Q8_0, Q8Kernel::Portable)
         .unwrap();
     assert!(matches!(&portable.lm_head, Linear::Q8(m) if m.kernel() == Kernel::Portable));
-    let ours = greedy(&engine, prompts, new_tokens);
-    let theirs = greedy(&portable, prompts, new_tokens);
+    let ours = greedy_no_eos(&engine, prompts, new_tokens);
+    let theirs = greedy_no_eos(&portable, prompts, new_tokens);
     let mut compared = 0;
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         let n = a
@@ -291,25 +269,8 @@ fn assert_same_greedy_tokens(
 
 #[test]
 fn tiny_llama_greedy_tokens_are_the_portable_kernels() {
-    let model = Model::load(&prox_test::fixture("tiny-llama"), &LoadOptions::default()).unwrap();
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(prox_test::fixture("tiny-llama/golden.json")).unwrap(),
-    )
-    .unwrap();
-    let prompts: Vec<Vec<u32>> = golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            c["prompt_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
-    let compared = assert_same_greedy_tokens(&model.llama, &prompts, 24, ROUNDING_TIE);
+    let model = tiny_llama();
+    let compared = assert_same_greedy_tokens(&model.llama, &tiny_llama_prompts(), 24, ROUNDING_TIE);
     assert!(compared >= 20, "only {compared} steps were decisive");
 }
 

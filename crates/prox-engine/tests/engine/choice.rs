@@ -2,53 +2,15 @@
 //! `keep_doc()`): it must agree with free greedy decoding whenever that decoding produces
 //! one of the candidates, and its log-probabilities must be those of a plain forward pass.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+use prox_engine::{choose, ChooseOptions, Config, DType, Device, Llama, LogitsAt, RequestError};
 
-use prox_engine::{
-    choose, generate, ChooseOptions, Config, DType, Device, GenerateOptions, Llama, LoadOptions,
-    LogitsAt, Model, Request, RequestError,
-};
-use serde_json::Value;
-
-fn tiny_llama() -> Model {
-    Model::load(&prox_test::fixture("tiny-llama"), &LoadOptions::default()).unwrap()
-}
-
-fn golden_prompts() -> Vec<Vec<u32>> {
-    let path = prox_test::fixture("tiny-llama/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            c["prompt_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
+use crate::common::{greedy_no_eos, tiny_llama, tiny_llama_prompts};
 
 /// Free greedy decoding of `n` tokens, no stop token.
 fn free_greedy(model: &Llama, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
-    let requests: Vec<Request> = prompts
-        .iter()
-        .map(|p| Request {
-            prompt_ids: p.clone(),
-            max_new_tokens: n,
-        })
-        .collect();
-    let options = GenerateOptions {
-        eos_token_ids: Some(Vec::new()),
-        ..GenerateOptions::default()
-    };
-    generate(model, &requests, &options)
-        .unwrap()
+    greedy_no_eos(model, prompts, n)
         .into_iter()
-        .map(|g| g.unwrap().ids)
+        .map(|g| g.ids)
         .collect()
 }
 
@@ -116,7 +78,7 @@ fn greedy_and_variant(greedy: &[u32], k: usize, at: usize, vocab: u32) -> [Vec<u
 #[test]
 fn the_choice_is_the_free_greedy_continuation_on_the_tiny_model() {
     let model = tiny_llama();
-    let prompts = golden_prompts();
+    let prompts = tiny_llama_prompts();
     let free = free_greedy(&model.llama, &prompts, 6);
     for (p, greedy) in free.iter().enumerate() {
         let one = std::slice::from_ref(&prompts[p]);
@@ -142,7 +104,7 @@ fn the_choice_is_the_free_greedy_continuation_on_the_tiny_model() {
 #[test]
 fn a_batch_of_prompts_equals_each_prompt_alone() {
     let model = tiny_llama();
-    let prompts = golden_prompts();
+    let prompts = tiny_llama_prompts();
     // The document stage's two answers, as the Llama-2 tokenizer writes them after `[/INST]`:
     // ▁drop _ doc () </s> and ▁keep _ doc () </s>.
     let candidates = [

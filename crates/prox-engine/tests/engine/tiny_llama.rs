@@ -2,69 +2,31 @@
 //! (`fixtures/tiny-llama/golden.json`): last-position logits within 1e-3, greedy tokens
 //! equal up to the first step whose margin is below 1e-3, and batching that changes nothing.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-use std::path::{Path, PathBuf};
-
 use prox_engine::{
-    generate, FinishReason, GenerateOptions, Generation, KvCache, LoadOptions, LogitsAt, Model,
-    Request, RequestError,
+    generate, FinishReason, GenerateOptions, LoadOptions, LogitsAt, Model, Request, RequestError,
 };
+use prox_test::json::u32s;
 use serde_json::Value;
+
+use crate::common::{
+    f32s, generate_ok, golden_cases, last_logits, max_abs_diff, tiny_llama, GoldenCase,
+};
 
 const LOGIT_TOLERANCE: f32 = 1e-3;
 const NEW_TOKENS: usize = 24;
 
-struct Case {
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    top5_ids: Vec<u32>,
-    top5: Vec<f32>,
-    sum: f32,
-    greedy: Vec<u32>,
-    margins: Vec<f32>,
+fn cases() -> Vec<GoldenCase> {
+    golden_cases("tiny-llama/golden.json")
 }
 
-fn model_dir() -> PathBuf {
-    prox_test::fixture("tiny-llama")
-}
-
-fn cases() -> Vec<Case> {
-    let path = prox_test::fixture("tiny-llama/golden.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let golden: Value = serde_json::from_str(&text).unwrap();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let floats = |v: &Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            prompt: c["prompt"].as_str().unwrap().to_owned(),
-            prompt_ids: ids(&c["prompt_ids"]),
-            top5_ids: ids(&c["last_logits_top5_ids"]),
-            top5: floats(&c["last_logits_top5"]),
-            sum: c["last_logits_sum"].as_f64().unwrap() as f32,
-            greedy: ids(&c["greedy_new_ids"]),
-            margins: floats(&c["greedy_step_margins"]),
-        })
-        .collect()
-}
-
-fn load(dir: &Path) -> Model {
-    Model::load(dir, &LoadOptions::default()).unwrap()
+/// The reference's last-position logits of a case: the five largest (ids, values) and the
+/// sum of all.
+fn reference_last_logits(case: &GoldenCase) -> (Vec<u32>, Vec<f32>, f32) {
+    (
+        u32s(&case.raw["last_logits_top5_ids"]),
+        f32s(&case.raw["last_logits_top5"]),
+        case.raw["last_logits_sum"].as_f64().unwrap() as f32,
+    )
 }
 
 /// Greedy ids must equal the reference's up to the first step whose reference margin is
@@ -97,16 +59,12 @@ fn assert_greedy_matches(
 
 #[test]
 fn last_position_logits_match_the_reference() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     let mut mismatches = Vec::new();
     for (i, case) in cases().iter().enumerate() {
-        let mut cache = KvCache::new(&model.llama, case.prompt_ids.len()).unwrap();
-        let logits = model
-            .llama
-            .forward(&[&case.prompt_ids], &mut [&mut cache], &LogitsAt::Last)
-            .unwrap();
-        let row = logits.squeeze(0).unwrap().to_vec1::<f32>().unwrap();
-        for (id, expected) in case.top5_ids.iter().zip(&case.top5) {
+        let row = last_logits(&model.llama, &case.prompt_ids);
+        let (top5_ids, top5_logits, logit_sum) = reference_last_logits(case);
+        for (id, expected) in top5_ids.iter().zip(&top5_logits) {
             let got = row[*id as usize];
             if (got - expected).abs() > LOGIT_TOLERANCE {
                 mismatches.push(format!(
@@ -117,16 +75,13 @@ fn last_position_logits_match_the_reference() {
         let mut order: Vec<usize> = (0..row.len()).collect();
         order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
         let top5: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
-        if top5 != case.top5_ids {
-            mismatches.push(format!(
-                "case {i}: top-5 {top5:?}, expected {:?}",
-                case.top5_ids
-            ));
+        if top5 != top5_ids {
+            mismatches.push(format!("case {i}: top-5 {top5:?}, expected {top5_ids:?}"));
         }
         // 32000 logits each within float rounding: the sum is held to a looser bound.
         let sum: f32 = row.iter().sum();
-        if (sum - case.sum).abs() > 1e-2 {
-            mismatches.push(format!("case {i}: logit sum {sum}, expected {}", case.sum));
+        if (sum - logit_sum).abs() > 1e-2 {
+            mismatches.push(format!("case {i}: logit sum {sum}, expected {logit_sum}"));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -134,7 +89,7 @@ fn last_position_logits_match_the_reference() {
 
 #[test]
 fn the_differentiable_path_gives_the_same_logits() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     let case = &cases()[1];
     let all = model
         .llama
@@ -146,35 +101,22 @@ fn the_differentiable_path_gives_the_same_logits() {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    for (id, expected) in case.top5_ids.iter().zip(&case.top5) {
+    let (top5_ids, top5_logits, _) = reference_last_logits(case);
+    for (id, expected) in top5_ids.iter().zip(&top5_logits) {
         assert!((last[*id as usize] - expected).abs() < LOGIT_TOLERANCE);
     }
 }
 
-fn requests(cases: &[Case], max_new_tokens: usize) -> Vec<Request> {
-    cases
-        .iter()
-        .map(|c| Request {
-            prompt_ids: c.prompt_ids.clone(),
-            max_new_tokens,
-        })
-        .collect()
-}
-
-fn generate_ok(model: &Model, requests: &[Request], options: &GenerateOptions) -> Vec<Generation> {
-    generate(&model.llama, requests, options)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect()
+fn requests(cases: &[GoldenCase], max_new_tokens: usize) -> Vec<Request> {
+    Request::batch(cases.iter().map(|c| &c.prompt_ids), max_new_tokens)
 }
 
 #[test]
 fn greedy_tokens_match_the_reference_one_prompt_at_a_time() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     for (i, case) in cases().iter().enumerate() {
         let out = generate_ok(
-            &model,
+            &model.llama,
             &requests(std::slice::from_ref(case), NEW_TOKENS),
             &GenerateOptions::default(),
         );
@@ -192,13 +134,13 @@ fn greedy_tokens_match_the_reference_one_prompt_at_a_time() {
 
 #[test]
 fn a_batch_of_different_lengths_equals_each_prompt_alone() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     let cases = cases();
     let options = GenerateOptions::default();
-    let batched = generate_ok(&model, &requests(&cases, NEW_TOKENS), &options);
+    let batched = generate_ok(&model.llama, &requests(&cases, NEW_TOKENS), &options);
     for (i, case) in cases.iter().enumerate() {
         let alone = generate_ok(
-            &model,
+            &model.llama,
             &requests(std::slice::from_ref(case), NEW_TOKENS),
             &options,
         );
@@ -217,7 +159,7 @@ fn a_batch_of_different_lengths_equals_each_prompt_alone() {
     }
     // A small prefill budget splits the prompts over several prefill calls: same result.
     let split = generate_ok(
-        &model,
+        &model.llama,
         &requests(&cases, NEW_TOKENS),
         &GenerateOptions {
             prefill_tokens: 64,
@@ -231,11 +173,11 @@ fn a_batch_of_different_lengths_equals_each_prompt_alone() {
 
 #[test]
 fn the_token_limit_ends_with_length_and_eos_ends_with_stop() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     let cases = cases();
     let case = &cases[0];
     let out = generate_ok(
-        &model,
+        &model.llama,
         &requests(std::slice::from_ref(case), 5),
         &GenerateOptions::default(),
     );
@@ -248,7 +190,7 @@ fn the_token_limit_ends_with_length_and_eos_ends_with_stop() {
         ..GenerateOptions::default()
     };
     let out = generate_ok(
-        &model,
+        &model.llama,
         &requests(std::slice::from_ref(case), NEW_TOKENS),
         &stop,
     );
@@ -257,7 +199,7 @@ fn the_token_limit_ends_with_length_and_eos_ends_with_stop() {
     assert_eq!(out[0].margins.len(), 4);
 
     let zero = generate_ok(
-        &model,
+        &model.llama,
         &requests(std::slice::from_ref(case), 0),
         &GenerateOptions::default(),
     );
@@ -268,7 +210,7 @@ fn the_token_limit_ends_with_length_and_eos_ends_with_stop() {
 /// The fixture model with a shorter context, in a temporary folder.
 fn model_with_context(context: usize) -> (tempfile::TempDir, Model) {
     let dir = tempfile::tempdir().unwrap();
-    let source = model_dir();
+    let source = prox_test::fixture("tiny-llama");
     let config = std::fs::read_to_string(source.join("config.json")).unwrap();
     let mut config: Value = serde_json::from_str(&config).unwrap();
     config["max_position_embeddings"] = Value::from(context);
@@ -278,7 +220,7 @@ fn model_with_context(context: usize) -> (tempfile::TempDir, Model) {
         dir.path().join("model.safetensors"),
     )
     .unwrap();
-    let model = load(dir.path());
+    let model = Model::load(dir.path(), &LoadOptions::default()).unwrap();
     (dir, model)
 }
 
@@ -318,7 +260,7 @@ fn the_context_limit_gives_length_or_a_per_request_error() {
 
 #[test]
 fn the_folder_tokenizer_reproduces_the_prompt_ids() {
-    let model = load(&model_dir());
+    let model = tiny_llama();
     let tokenizer = model
         .tokenizer
         .as_ref()
@@ -336,45 +278,29 @@ fn the_folder_tokenizer_reproduces_the_prompt_ids() {
 
 #[test]
 fn q8_0_weights_stay_close_to_f32_and_generate() {
-    let f32_model = load(&model_dir());
+    let f32_model = tiny_llama();
     let options = LoadOptions {
         quantize: Some(prox_engine::GgmlDType::Q8_0),
         ..LoadOptions::default()
     };
-    let q8 = Model::load(&model_dir(), &options).unwrap();
+    let q8 = Model::load(&prox_test::fixture("tiny-llama"), &options).unwrap();
     let cases = cases();
-    let last = |model: &Model, ids: &[u32]| {
-        let mut cache = KvCache::new(&model.llama, ids.len()).unwrap();
-        model
-            .llama
-            .forward(&[ids], &mut [&mut cache], &LogitsAt::Last)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    };
     // Q8_0 rounds weights and activations to 8 bits per 32-value block. On this random
     // model, whose top logits are about 5, the logits move by up to 0.19 (measured over the
     // five prompts: 0.14 to 0.19); the bound leaves a little room above that.
     const Q8_TOLERANCE: f32 = 0.25;
     for (i, case) in cases.iter().enumerate() {
-        let (a, b) = (
-            last(&f32_model, &case.prompt_ids),
-            last(&q8, &case.prompt_ids),
+        let diff = max_abs_diff(
+            &last_logits(&f32_model.llama, &case.prompt_ids),
+            &last_logits(&q8.llama, &case.prompt_ids),
         );
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
         assert!(
             diff < Q8_TOLERANCE,
             "case {i}: max |q8_0 - f32| logit {diff}"
         );
     }
     // Greedy decoding runs, and follows f32 while f32's margins are above the tolerance.
-    let q8_out = generate_ok(&q8, &requests(&cases, 8), &GenerateOptions::default());
+    let q8_out = generate_ok(&q8.llama, &requests(&cases, 8), &GenerateOptions::default());
     for (i, (out, case)) in q8_out.iter().zip(&cases).enumerate() {
         assert_eq!(out.ids.len(), 8);
         assert_greedy_matches(i, &out.ids, &case.greedy, &case.margins, 2.0 * Q8_TOLERANCE);

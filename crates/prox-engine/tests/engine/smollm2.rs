@@ -5,38 +5,18 @@
 //! The file is fetched by `scripts/fetch-smollm2.sh`; its path is `$PROX_SMOLLM2_GGUF` or
 //! the script's default cache folder. A missing file fails the tests: they never skip.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use prox_engine::{generate, GenerateOptions, KvCache, LoadOptions, LogitsAt, Model, Request};
-use serde_json::Value;
+use prox_engine::{GenerateOptions, Generation, LoadOptions, Model, Request};
+use prox_test::fetched::smollm2_gguf;
 
-const GGUF_ENV: &str = "PROX_SMOLLM2_GGUF";
+use crate::common::{generate_ok, golden_cases, last_logits, max_abs_diff, GoldenCase};
+
 const NEW_TOKENS: usize = 32;
-
-fn gguf_path() -> PathBuf {
-    let path = match std::env::var_os(GGUF_ENV) {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/prox/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {}\nhint: run scripts/fetch-smollm2.sh (or set {GGUF_ENV} to the file)",
-        path.display()
-    );
-    path
-}
 
 fn quantized() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| Model::load(&gguf_path(), &LoadOptions::default()).unwrap())
+    MODEL.get_or_init(|| Model::load(&smollm2_gguf(), &LoadOptions::default()).unwrap())
 }
 
 fn dequantized() -> &'static Model {
@@ -46,51 +26,18 @@ fn dequantized() -> &'static Model {
             dequantize: true,
             ..LoadOptions::default()
         };
-        Model::load(&gguf_path(), &options).unwrap()
+        Model::load(&smollm2_gguf(), &options).unwrap()
     })
 }
 
-struct Case {
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    greedy: Vec<u32>,
-    text: String,
-    margins: Vec<f32>,
-}
-
-fn cases() -> Vec<Case> {
-    let path = prox_test::fixture("smollm2/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            prompt: c["prompt"].as_str().unwrap().to_owned(),
-            prompt_ids: ids(&c["prompt_ids"]),
-            greedy: ids(&c["greedy_new_ids"]),
-            text: c["greedy_text"].as_str().unwrap().to_owned(),
-            margins: c["greedy_step_margins"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect(),
-        })
-        .collect()
+fn cases() -> Vec<GoldenCase> {
+    golden_cases("smollm2/golden.json")
 }
 
 /// The greedy generations of all cases in one batch, computed once per model.
-fn greedy_all(model: &'static Model) -> &'static [prox_engine::Generation] {
-    static QUANTIZED: OnceLock<Vec<prox_engine::Generation>> = OnceLock::new();
-    static DEQUANTIZED: OnceLock<Vec<prox_engine::Generation>> = OnceLock::new();
+fn greedy_all(model: &'static Model) -> &'static [Generation] {
+    static QUANTIZED: OnceLock<Vec<Generation>> = OnceLock::new();
+    static DEQUANTIZED: OnceLock<Vec<Generation>> = OnceLock::new();
     let cell = if std::ptr::eq(model, quantized()) {
         &QUANTIZED
     } else {
@@ -99,36 +46,13 @@ fn greedy_all(model: &'static Model) -> &'static [prox_engine::Generation] {
     cell.get_or_init(|| greedy(model, &cases(), NEW_TOKENS))
 }
 
-fn greedy(model: &Model, cases: &[Case], max_new_tokens: usize) -> Vec<prox_engine::Generation> {
-    let requests: Vec<Request> = cases
-        .iter()
-        .map(|c| Request {
-            prompt_ids: c.prompt_ids.clone(),
-            max_new_tokens,
-        })
-        .collect();
-    generate(&model.llama, &requests, &GenerateOptions::default())
-        .unwrap()
-        .into_iter()
-        .map(|g| g.unwrap())
-        .collect()
-}
-
-/// The logits of the position after `prompt_ids`, from one forward pass.
-fn last_logits(model: &Model, prompt_ids: &[u32]) -> Vec<f32> {
-    let mut cache = KvCache::new(&model.llama, prompt_ids.len()).unwrap();
-    model
-        .llama
-        .forward(&[prompt_ids], &mut [&mut cache], &LogitsAt::Last)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
+fn greedy(model: &Model, cases: &[GoldenCase], max_new_tokens: usize) -> Vec<Generation> {
+    let requests = Request::batch(cases.iter().map(|c| &c.prompt_ids), max_new_tokens);
+    generate_ok(&model.llama, &requests, &GenerateOptions::default())
 }
 
 /// Steps before the first one whose reference margin is below `tolerance`.
-fn decisive_steps(case: &Case, tolerance: f32) -> usize {
+fn decisive_steps(case: &GoldenCase, tolerance: f32) -> usize {
     case.margins
         .iter()
         .position(|&m| m < tolerance)
@@ -161,7 +85,10 @@ fn the_file_brings_its_configuration_tokenizer_and_chat_template() {
             tokenizer.encode(&case.prompt, true).unwrap(),
             case.prompt_ids
         );
-        assert_eq!(tokenizer.decode(&case.greedy, false).unwrap(), case.text);
+        assert_eq!(
+            tokenizer.decode(&case.greedy, false).unwrap(),
+            case.raw["greedy_text"].as_str().unwrap()
+        );
     }
 }
 
@@ -233,17 +160,11 @@ fn greedy_tokens_match_the_reference_as_the_readme_says() {
 /// same order, each logit within 1e-3 of transformers' float32 value.
 #[test]
 fn the_first_steps_top_five_logits_match_the_reference() {
-    let path = prox_test::fixture("smollm2/golden.json");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let model = dequantized();
     let mut mismatches = Vec::new();
-    for (i, (case, raw)) in cases()
-        .iter()
-        .zip(golden["cases"].as_array().unwrap())
-        .enumerate()
-    {
-        let top5 = &raw["first_step_top5"];
-        let logits = last_logits(model, &case.prompt_ids);
+    for (i, case) in cases().iter().enumerate() {
+        let top5 = &case.raw["first_step_top5"];
+        let logits = last_logits(&model.llama, &case.prompt_ids);
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         for (k, (id, want)) in top5["ids"]
@@ -271,14 +192,10 @@ fn quantized_logits_stay_close_to_the_dequantized_ones() {
     // logits (about 20 to 30 here) move by up to about one unit.
     for case in cases() {
         let (q, f) = (
-            last_logits(quantized(), &case.prompt_ids),
-            last_logits(dequantized(), &case.prompt_ids),
+            last_logits(&quantized().llama, &case.prompt_ids),
+            last_logits(&dequantized().llama, &case.prompt_ids),
         );
-        let diff = q
-            .iter()
-            .zip(&f)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = max_abs_diff(&q, &f);
         assert!(diff < 2.0, "max |quantized - dequantized| logit: {diff}");
     }
 }

@@ -2,19 +2,18 @@
 //! feature, and run only where there is an NVIDIA GPU: a CUDA build links libcuda.so.1 (the
 //! driver), so its test binaries do not even start on a machine without one.
 //!
-//! `cargo test -p prox-engine --features cuda --test cuda` (see scripts/check-cuda.sh for a
-//! toolkit). Each test names the path it exercises: decoding through matrix products instead
-//! of the CPU's fused kernel, bf16/f16 compute, and quantized projections through candle's
-//! CUDA kernels instead of the engine's CPU Q8_0 kernel.
-
-#![cfg(feature = "cuda")]
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
+//! `cargo test -p prox-engine --features cuda --test engine cuda::` (see scripts/check-cuda.sh
+//! for a toolkit). Each test names the path it exercises: decoding through matrix products
+//! instead of the CPU's fused kernel, bf16/f16 compute, and quantized projections through
+//! candle's CUDA kernels instead of the engine's CPU Q8_0 kernel.
 
 use candle_core::Tensor;
 use prox_engine::{
     generate, Config, DType, Device, DeviceSpec, GenerateOptions, GgmlDType, KvCache, Linear,
     Llama, LoadOptions, LogitsAt, Model, Request,
 };
+
+use crate::common;
 
 fn gpu() -> Device {
     DeviceSpec::Cuda(0)
@@ -41,19 +40,18 @@ fn config() -> Config {
     }
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_device(&Device::Cpu).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
+/// Every value of a tensor, copied to the host.
+fn values(a: &Tensor) -> Vec<f32> {
+    a.to_device(&Device::Cpu)
         .unwrap()
         .flatten_all()
         .unwrap()
-        .max(0)
+        .to_vec1::<f32>()
         .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    common::max_abs_diff(&values(a), &values(b))
 }
 
 fn max_abs(a: &Tensor) -> f32 {
@@ -149,13 +147,7 @@ fn greedy_generation_of_the_tiny_llama_is_the_same_on_the_gpu() {
         ..LoadOptions::default()
     };
     let gpu = Model::load(&dir, &on_gpu).unwrap();
-    let requests: Vec<Request> = [&[1u32, 450, 4996][..], &[1, 910, 338, 263, 1243]]
-        .iter()
-        .map(|ids| Request {
-            prompt_ids: ids.to_vec(),
-            max_new_tokens: 16,
-        })
-        .collect();
+    let requests = Request::batch([&[1u32, 450, 4996][..], &[1, 910, 338, 263, 1243]], 16);
     let options = GenerateOptions::default();
     let a = generate(&cpu.llama, &requests, &options).unwrap();
     let b = generate(&gpu.llama, &requests, &options).unwrap();

@@ -2,9 +2,9 @@
 //! when the model is not in the cache, run against a stand-in hub on loopback that serves the
 //! tiny fixture model under the web refiner's name, found through `HF_ENDPOINT`.
 //!
-//! One test in its own binary: it sets process-wide environment variables.
-
-#![allow(clippy::unwrap_used)] // test code: a failure is a test failure
+//! It sets process-wide environment variables (`HF_ENDPOINT`, `HF_HUB_CACHE`, `HF_HUB_OFFLINE`,
+//! the token's): only [`resolve_model`] reads them, and no other test of this binary calls it
+//! (the cache tests in `hub.rs` name their cache through `resolve_model_in`).
 
 use prox_engine::{resolve_model, LoadOptions, Model};
 use prox_test::hub::{HubRepo, StandInHub};

@@ -1,8 +1,6 @@
 //! Hub ids resolved in a Hugging Face cache laid out as `huggingface_hub` writes it, built
 //! from the tiny fixture model in a temporary folder.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::path::{Path, PathBuf};
 
 use prox_engine::{resolve_model_in, Error, LoadOptions, Model};

@@ -2,8 +2,6 @@
 //! (every stored float type, single and sharded), quantized while loading exactly as after
 //! loading, and damaged files reported with their name, never a panic.
 
-#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -386,26 +384,9 @@ fn a_missing_tensor_is_named() {
     assert!(text.contains("model.norm.weight"), "{text}");
 }
 
-/// The SmolLM2 GGUF file of `tests/smollm2.rs` (`scripts/fetch-smollm2.sh`).
-fn smollm2_gguf() -> PathBuf {
-    let path = match std::env::var_os("PROX_SMOLLM2_GGUF") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".cache/prox/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {}\nhint: run scripts/fetch-smollm2.sh (or set PROX_SMOLLM2_GGUF)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn requantizing_a_gguf_file_while_loading_equals_requantizing_after_loading() {
-    let path = smollm2_gguf();
+    let path = prox_test::fetched::smollm2_gguf();
     let while_loading = Model::load(
         &path,
         &LoadOptions {
