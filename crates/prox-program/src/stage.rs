@@ -92,6 +92,15 @@ impl Stages {
             .filter(move |&stage| self.contains(stage))
     }
 
+    /// The stage of a set of one; `None` for both (or none).
+    pub fn single(self) -> Option<Stage> {
+        match (self.doc, self.chunk) {
+            (true, false) => Some(Stage::Doc),
+            (false, true) => Some(Stage::Chunk),
+            _ => None,
+        }
+    }
+
     pub fn names(self) -> Vec<&'static str> {
         self.iter().map(Stage::as_str).collect()
     }
@@ -143,6 +152,10 @@ mod tests {
             [Stage::Doc]
         );
         assert!(!Stages::only(Stage::Doc).contains(Stage::Chunk));
+        for stage in Stage::ALL {
+            assert_eq!(Stages::only(stage).single(), Some(stage));
+        }
+        assert_eq!(Stages::BOTH.single(), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use error::Error;
 pub use prox_run::read_json_if_present;
 pub use refine_args::RefineInvocation;
 pub use run_dir::{
-    tail_lines, FixedSetting, JobRecord, JobsFile, SlurmDir, Stage, StageDir, SubmitRequest,
+    tail_lines, FixedSetting, JobRecord, JobStage, JobsFile, SlurmDir, StageDir, SubmitRequest,
     SubmitSettings,
 };
 pub use run_status::{FailedTask, PendingTask, RunStatus, RunningTask, StageStatus};

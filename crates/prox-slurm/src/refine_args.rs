@@ -2,7 +2,9 @@
 //! submitting needs to know of them: the models a launched server serves, the flags that
 //! `submit` sets itself, and the input list the chunk stage replaces.
 
-use crate::run_dir::{Stage, SubmitSettings};
+use prox_run::{Stage, Stages};
+
+use crate::run_dir::{JobStage, SubmitSettings};
 use crate::Error;
 
 /// The refine arguments, read once.
@@ -53,17 +55,21 @@ impl RefineInvocation {
     /// Both stages in one job serve one model only when the two are the same.
     pub fn served_model(
         &self,
-        stage: Stage,
+        stage: JobStage,
         default_doc: String,
         default_chunk: String,
     ) -> Result<String, Error> {
         let doc = self.doc_model.clone().unwrap_or(default_doc);
         let chunk = self.chunk_model.clone().unwrap_or(default_chunk);
-        match (stage, self.stages.as_deref()) {
-            (Stage::Doc, _) | (Stage::All, Some("doc")) => Ok(doc),
-            (Stage::Chunk, _) | (Stage::All, Some("chunk")) => Ok(chunk),
-            (Stage::All, _) if doc == chunk => Ok(doc),
-            (Stage::All, _) => Err(Error::TwoServedModels { doc, chunk }),
+        let stage = stage.stage().or_else(|| {
+            // A job of both stages whose `--stages` names one runs that one.
+            self.stages.as_deref()?.parse::<Stages>().ok()?.single()
+        });
+        match stage {
+            Some(Stage::Doc) => Ok(doc),
+            Some(Stage::Chunk) => Ok(chunk),
+            None if doc == chunk => Ok(doc),
+            None => Err(Error::TwoServedModels { doc, chunk }),
         }
     }
 }

@@ -4,16 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use prox_run::{read_json_if_present, RunLayout};
+use prox_run::{read_json_if_present, RunLayout, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::script::Resources;
 use crate::Error;
 
-/// Which part of the pipeline a job runs.
+/// What a job runs: both stages in one task, or one [`Stage`] when the stages run as separate
+/// jobs; `all`, `doc` or `chunk` in `slurm/jobs.json` and in `prox status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Stage {
+pub enum JobStage {
     /// Both stages in one task, in the run folder itself.
     All,
     /// The document stage alone, in `RUN_DIR/doc`.
@@ -22,12 +23,20 @@ pub enum Stage {
     Chunk,
 }
 
-impl Stage {
+impl JobStage {
     pub fn name(self) -> &'static str {
+        match self.stage() {
+            None => "all",
+            Some(stage) => stage.as_str(),
+        }
+    }
+
+    /// The one stage the job runs; `None` for both.
+    pub fn stage(self) -> Option<Stage> {
         match self {
-            Stage::All => "all",
-            Stage::Doc => "doc",
-            Stage::Chunk => "chunk",
+            JobStage::All => None,
+            JobStage::Doc => Some(Stage::Doc),
+            JobStage::Chunk => Some(Stage::Chunk),
         }
     }
 }
@@ -35,16 +44,15 @@ impl Stage {
 /// The run folder of one stage's tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageDir {
-    stage: Stage,
+    stage: JobStage,
     layout: RunLayout,
 }
 
 impl StageDir {
-    pub fn new(run_dir: &Path, stage: Stage) -> Self {
-        let root = match stage {
-            Stage::All => run_dir.to_owned(),
-            Stage::Doc => run_dir.join("doc"),
-            Stage::Chunk => run_dir.join("chunk"),
+    pub fn new(run_dir: &Path, stage: JobStage) -> Self {
+        let root = match stage.stage() {
+            None => run_dir.to_owned(),
+            Some(stage) => run_dir.join(stage.as_str()),
         };
         Self {
             stage,
@@ -52,7 +60,7 @@ impl StageDir {
         }
     }
 
-    pub fn stage(&self) -> Stage {
+    pub fn stage(&self) -> JobStage {
         self.stage
     }
 
@@ -189,7 +197,7 @@ impl FixedSetting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub job_id: String,
-    pub stage: Stage,
+    pub stage: JobStage,
     /// The `--array` value.
     pub array: String,
     pub offset: u32,
@@ -226,7 +234,7 @@ impl SlurmDir {
         &self.root
     }
 
-    pub fn script(&self, stage: Stage) -> PathBuf {
+    pub fn script(&self, stage: JobStage) -> PathBuf {
         self.root.join(format!("{}.sbatch", stage.name()))
     }
 
@@ -271,19 +279,19 @@ mod tests {
 
     #[test]
     fn separate_stages_have_a_run_folder_each() {
-        let all = StageDir::new(Path::new("/r"), Stage::All);
+        let all = StageDir::new(Path::new("/r"), JobStage::All);
         assert_eq!(all.root(), Path::new("/r"));
         assert_eq!(
             all.layout().done_marker(3),
             Path::new("/r/done/task-00003.json")
         );
-        let chunk = StageDir::new(Path::new("/r"), Stage::Chunk);
+        let chunk = StageDir::new(Path::new("/r"), JobStage::Chunk);
         assert_eq!(
             chunk.layout().progress(0),
             Path::new("/r/chunk/progress/task-00000.json")
         );
         assert_eq!(
-            StageDir::new(Path::new("/r"), Stage::Doc).root(),
+            StageDir::new(Path::new("/r"), JobStage::Doc).root(),
             Path::new("/r/doc")
         );
     }

@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::cluster::SlurmCommands;
-use crate::run_dir::{tail_lines, SlurmDir, Stage, StageDir};
+use crate::run_dir::{tail_lines, JobStage, SlurmDir, StageDir};
 use crate::status::{stages, task_states, SlurmView, TaskState};
 use crate::Error;
 
@@ -28,7 +28,7 @@ pub struct RunStatus {
 /// The tasks of one stage, by state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageStatus {
-    pub stage: Stage,
+    pub stage: JobStage,
     pub folder: PathBuf,
     pub completed: Vec<usize>,
     pub running: Vec<RunningTask>,
@@ -209,7 +209,7 @@ mod tests {
         std::fs::create_dir_all(slurm_dir.root()).unwrap();
         let job = JobRecord {
             job_id: "7".into(),
-            stage: Stage::All,
+            stage: JobStage::All,
             array: crate::index_ranges(ranks),
             offset: 0,
             ranks: ranks.to_vec(),

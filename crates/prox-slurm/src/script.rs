@@ -165,7 +165,7 @@ pub fn shell_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_dir::Stage;
+    use crate::run_dir::JobStage;
 
     #[test]
     fn quoting_keeps_safe_words_bare_and_protects_the_rest() {
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_script_runs_one_task_per_index_and_checks_its_marker() {
-        let stage = StageDir::new(Path::new("/runs/r 1"), Stage::All);
+        let stage = StageDir::new(Path::new("/runs/r 1"), JobStage::All);
         let resources = Resources {
             partition: Some("gpu".into()),
             gpus_per_task: Some(1),
@@ -232,7 +232,7 @@ exit $(( status == 0 ? 1 : status ))
 
     #[test]
     fn slurm_output_goes_to_the_task_log_only_without_offset() {
-        let stage = StageDir::new(Path::new("/runs/r"), Stage::Doc);
+        let stage = StageDir::new(Path::new("/runs/r"), JobStage::Doc);
         let slurm = Path::new("/runs/r/slurm");
         assert_eq!(
             slurm_output_pattern(&stage, slurm, 0),

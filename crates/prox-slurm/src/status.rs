@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::cluster::{AccountedTask, QueuedTask};
-use crate::run_dir::{JobsFile, Stage, StageDir};
+use crate::run_dir::{JobStage, JobsFile, StageDir};
 
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,11 +106,11 @@ pub fn task_states(
 }
 
 /// The stages a run's tasks go through.
-pub fn stages(separate_stages: bool) -> &'static [Stage] {
+pub fn stages(separate_stages: bool) -> &'static [JobStage] {
     if separate_stages {
-        &[Stage::Doc, Stage::Chunk]
+        &[JobStage::Doc, JobStage::Chunk]
     } else {
-        &[Stage::All]
+        &[JobStage::All]
     }
 }
 
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::run_dir::JobRecord;
 
-    fn job(id: &str, stage: Stage, offset: u32, ranks: &[u32]) -> JobRecord {
+    fn job(id: &str, stage: JobStage, offset: u32, ranks: &[u32]) -> JobRecord {
         JobRecord {
             job_id: id.into(),
             stage,
@@ -144,15 +144,15 @@ mod tests {
     #[test]
     fn states_come_from_markers_then_the_queue_then_the_submissions() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = StageDir::new(dir.path(), Stage::All);
+        let stage = StageDir::new(dir.path(), JobStage::All);
         std::fs::create_dir_all(stage.layout().done_dir()).unwrap();
         std::fs::write(stage.layout().done_marker(0), "{}").unwrap();
         // Rank 1001 ran in the second block of a split array, then was resubmitted alone.
         let jobs = JobsFile {
             jobs: vec![
-                job("10", Stage::All, 0, &[0, 1, 2, 3]),
-                job("11", Stage::All, 1000, &[1000, 1001]),
-                job("12", Stage::All, 1000, &[1001]),
+                job("10", JobStage::All, 0, &[0, 1, 2, 3]),
+                job("11", JobStage::All, 1000, &[1000, 1001]),
+                job("12", JobStage::All, 1000, &[1001]),
             ],
         };
         let slurm = SlurmView {
@@ -205,9 +205,9 @@ mod tests {
     #[test]
     fn jobs_of_another_stage_do_not_count() {
         let dir = tempfile::tempdir().unwrap();
-        let chunk = StageDir::new(dir.path(), Stage::Chunk);
+        let chunk = StageDir::new(dir.path(), JobStage::Chunk);
         let jobs = JobsFile {
-            jobs: vec![job("10", Stage::Doc, 0, &[0])],
+            jobs: vec![job("10", JobStage::Doc, 0, &[0])],
         };
         let slurm = SlurmView {
             queued: vec![queued("10", 0, "RUNNING", "None")],

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::array::split_ranks;
 use crate::cluster::SlurmCommands;
-use crate::run_dir::{JobRecord, SlurmDir, Stage, StageDir, SubmitSettings};
+use crate::run_dir::{JobRecord, JobStage, SlurmDir, StageDir, SubmitSettings};
 use crate::script::{slurm_output_pattern, TaskScript, Word, RANK_OFFSET_VAR};
 use crate::status::{stages, task_states, SlurmView, TaskState};
 use crate::Error;
@@ -17,7 +17,7 @@ const NEVER_SATISFIED: &str = "DependencyNeverSatisfied";
 /// What `submit` did for one stage.
 #[derive(Debug, Clone)]
 pub struct StageSubmission {
-    pub stage: Stage,
+    pub stage: JobStage,
     pub completed: u32,
     /// Ranks Slurm still held (queued or running), left alone.
     pub active: Vec<u32>,
@@ -34,7 +34,7 @@ pub fn submit(
     run_dir: &Path,
     settings: &SubmitSettings,
     program: &Path,
-    words: impl Fn(Stage) -> Vec<Word>,
+    words: impl Fn(JobStage) -> Vec<Word>,
     cluster: &dyn SlurmCommands,
 ) -> Result<Vec<StageSubmission>, Error> {
     let slurm_dir = SlurmDir::new(run_dir);
@@ -74,7 +74,7 @@ pub fn submit(
                 }
                 TaskState::Running { job_id } | TaskState::Pending { job_id, .. } => {
                     active.push(rank);
-                    if stage == Stage::Doc && !doc_jobs.contains(job_id) {
+                    if stage == JobStage::Doc && !doc_jobs.contains(job_id) {
                         doc_jobs.push(job_id.clone());
                     }
                 }
@@ -90,7 +90,7 @@ pub fn submit(
         if !missing.is_empty() {
             let script_path = slurm_dir.script(stage);
             let job_name = match stage {
-                Stage::All => format!("prox-{run_name}"),
+                JobStage::All => format!("prox-{run_name}"),
                 _ => format!("prox-{run_name}-{}", stage.name()),
             };
             let script = TaskScript {
@@ -104,7 +104,7 @@ pub fn submit(
             write_script(&script_path, &script)?;
             create_dir(&stage_dir.layout().logs_dir())?;
             create_dir(&slurm_dir.root().join("logs"))?;
-            let after = if stage == Stage::Chunk {
+            let after = if stage == JobStage::Chunk {
                 doc_jobs.clone()
             } else {
                 Vec::new()
@@ -129,7 +129,7 @@ pub fn submit(
                     array = array.array_spec(settings.max_parallel),
                     "submitted"
                 );
-                if stage == Stage::Doc {
+                if stage == JobStage::Doc {
                     doc_jobs.push(job_id.clone());
                 }
                 let mut full_command = vec!["sbatch".to_owned(), "--parsable".to_owned()];
@@ -208,7 +208,7 @@ mod tests {
         .unwrap()
     }
 
-    fn finish(run_dir: &Path, stage: Stage, rank: usize) {
+    fn finish(run_dir: &Path, stage: JobStage, rank: usize) {
         let layout = StageDir::new(run_dir, stage).layout().clone();
         std::fs::create_dir_all(layout.done_dir()).unwrap();
         std::fs::write(layout.done_marker(rank), "{}").unwrap();
@@ -228,7 +228,7 @@ mod tests {
             "{submitted:?}"
         );
         let slurm_dir = SlurmDir::new(dir.path());
-        let script = std::fs::read_to_string(slurm_dir.script(Stage::All)).unwrap();
+        let script = std::fs::read_to_string(slurm_dir.script(JobStage::All)).unwrap();
         assert!(script.contains("refine"), "{script}");
         assert_eq!(slurm_dir.jobs().unwrap().jobs, submissions[0].jobs);
     }
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(again[0].active, [0, 1, 2, 3]);
         assert!(again[0].jobs.is_empty());
         // Task 0 finished, task 3 still runs, tasks 1 and 2 were lost with their node.
-        finish(dir.path(), Stage::All, 0);
+        finish(dir.path(), JobStage::All, 0);
         slurm.drain();
         slurm.queue("100", 3, "RUNNING", "None");
         let repair = submit_to(dir.path(), &settings, &slurm);

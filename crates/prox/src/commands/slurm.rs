@@ -7,10 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use prox_program::Stage;
 use prox_refine::Preset;
 use prox_slurm::{
-    Cluster, FixedSetting, RefineInvocation, Resources, SlurmDir, Stage, StageDir, SubmitRequest,
-    SubmitSettings, Word,
+    Cluster, FixedSetting, JobStage, RefineInvocation, Resources, SlurmDir, StageDir,
+    SubmitRequest, SubmitSettings, Word,
 };
 
 use crate::commands::Completion;
@@ -254,7 +255,7 @@ fn check_refine_args(settings: &SubmitSettings) -> anyhow::Result<()> {
 fn task_words(
     run_dir: &Path,
     settings: &SubmitSettings,
-    stage: Stage,
+    stage: JobStage,
 ) -> anyhow::Result<Vec<Word>> {
     let stage_dir = StageDir::new(run_dir, stage);
     let invocation = RefineInvocation::new(&settings.refine_args);
@@ -293,19 +294,19 @@ fn task_words(
     );
     words.push(Word::Rank);
     let user_args: Vec<String> = match stage {
-        Stage::All => settings.refine_args.clone(),
-        Stage::Doc => {
-            words.extend(["--stages", "doc"].map(Word::literal));
+        JobStage::All => settings.refine_args.clone(),
+        JobStage::Doc => {
+            words.extend(["--stages", Stage::Doc.as_str()].map(Word::literal));
             settings.refine_args.clone()
         }
-        Stage::Chunk => {
-            let doc_output = StageDir::new(run_dir, Stage::Doc)
+        JobStage::Chunk => {
+            let doc_output = StageDir::new(run_dir, JobStage::Doc)
                 .layout()
                 .parts_dir("output");
             words.extend(
                 [
                     "--stages".to_owned(),
-                    "chunk".to_owned(),
+                    Stage::Chunk.as_str().to_owned(),
                     "--input".to_owned(),
                     doc_output.to_string_lossy().into_owned(),
                 ]
@@ -320,7 +321,7 @@ fn task_words(
 
 /// The model a task's server serves: the stage's model from the refine arguments, else the
 /// preset's (`prox refine`'s default preset when none is given).
-fn served_model(refine_args: &[String], stage: Stage) -> anyhow::Result<String> {
+fn served_model(refine_args: &[String], stage: JobStage) -> anyhow::Result<String> {
     let invocation = RefineInvocation::new(refine_args);
     let preset = match &invocation.preset {
         Some(name) => name.parse::<Preset>().map_err(anyhow::Error::msg)?,
@@ -369,22 +370,22 @@ mod tests {
     #[test]
     fn one_server_cannot_serve_two_models_in_one_job() {
         let args = strings(&["--doc-model", "d", "--chunk-model", "c"]);
-        let error = served_model(&args, Stage::All).unwrap_err().to_string();
+        let error = served_model(&args, JobStage::All).unwrap_err().to_string();
         assert!(error.contains("--separate-stages"), "{error}");
-        assert_eq!(served_model(&args, Stage::Doc).unwrap(), "d");
-        assert_eq!(served_model(&args, Stage::Chunk).unwrap(), "c");
+        assert_eq!(served_model(&args, JobStage::Doc).unwrap(), "d");
+        assert_eq!(served_model(&args, JobStage::Chunk).unwrap(), "c");
         let same = strings(&["--doc-model", "m", "--chunk-model", "m"]);
-        assert_eq!(served_model(&same, Stage::All).unwrap(), "m");
+        assert_eq!(served_model(&same, JobStage::All).unwrap(), "m");
         assert_eq!(
-            served_model(&strings(&["--input", "x"]), Stage::Doc).unwrap(),
+            served_model(&strings(&["--input", "x"]), JobStage::Doc).unwrap(),
             "gair-prox/web-doc-refining-lm"
         );
         let math = strings(&["--preset", "math"]);
         assert_eq!(
-            served_model(&math, Stage::Chunk).unwrap(),
+            served_model(&math, JobStage::Chunk).unwrap(),
             "gair-prox/math-chunk-refining-lm"
         );
-        assert!(served_model(&math, Stage::All).is_err());
+        assert!(served_model(&math, JobStage::All).is_err());
     }
 
     #[test]
