@@ -263,10 +263,10 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
         },
     ];
     let reasons = [
-        ("doc", "doc_program"),
-        ("chunk", "low_ratio"),
-        ("chunk", "few_words"),
-        ("chunk", "no_words"),
+        (Stage::Doc, "doc_program"),
+        (Stage::Chunk, "low_ratio"),
+        (Stage::Chunk, "few_words"),
+        (Stage::Chunk, "no_words"),
     ];
     for (stage, reason) in reasons {
         counts.push(CountRow {
@@ -280,7 +280,7 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
         if let Outcome::Dropped { stage, reason } = outcome {
             if !reasons.iter().any(|(_, known)| known == reason) {
                 counts.push(CountRow {
-                    label: format!("· {} stage: {reason}", stage.as_str()),
+                    label: format!("· {stage} stage: {reason}"),
                     stats: "—".into(),
                     rows: grouped(*count),
                 });
@@ -296,16 +296,19 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
 }
 
 fn stage_rows(stats: &Stats) -> Vec<StageRow> {
-    [("doc", &stats.stages.doc), ("chunk", &stats.stages.chunk)]
+    Stage::ALL
         .into_iter()
-        .map(|(name, stage)| StageRow {
-            name,
-            documents: grouped(stage.documents),
-            prompts: grouped(stage.prompts),
-            prompt_tokens: grouped(stage.prompt_tokens),
-            generated_tokens: grouped(stage.generated_tokens),
-            truncated_prompts: grouped(stage.truncated_prompts),
-            seconds: format!("{:.1}", stage.seconds),
+        .map(|stage| {
+            let counts = stats.stages.of(stage);
+            StageRow {
+                name: stage.as_str(),
+                documents: grouped(counts.documents),
+                prompts: grouped(counts.prompts),
+                prompt_tokens: grouped(counts.prompt_tokens),
+                generated_tokens: grouped(counts.generated_tokens),
+                truncated_prompts: grouped(counts.truncated_prompts),
+                seconds: format!("{:.1}", counts.seconds),
+            }
         })
         .collect()
 }

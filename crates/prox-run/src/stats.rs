@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::AddAssign;
 
+use prox_program::Stage;
 use serde::{Deserialize, Serialize};
 
 /// Where the documents went. `input = output + dropped + failed` and
@@ -40,6 +41,15 @@ pub struct StageCounts {
 pub struct StageStats {
     pub doc: StageCounts,
     pub chunk: StageCounts,
+}
+
+impl StageStats {
+    pub fn of(&self, stage: Stage) -> &StageCounts {
+        match stage {
+            Stage::Doc => &self.doc,
+            Stage::Chunk => &self.chunk,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
