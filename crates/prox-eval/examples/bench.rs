@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..base.clone()
             };
             let started = Instant::now();
-            let results = score_plan(&model.llama, plan, &options, batch, &mut |_| {})?;
+            let results = score_plan(&model.llama, plan, &options, batch, &mut prox_eval::Silent)?;
             let seconds = started.elapsed().as_secs_f64();
             let rate = results.len() as f64 / seconds;
             rates.push(rate);

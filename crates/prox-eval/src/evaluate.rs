@@ -11,6 +11,7 @@ use crate::data::load_split;
 use crate::error::{Error, Result};
 use crate::metrics::{doc_outcome, DocOutcome, TaskScore};
 use crate::request::{tokenize_request, TokenizedRequest};
+use crate::run::Reporter;
 use crate::sample::sample_indices;
 use crate::score::{check_request, score_docs, ChoiceScore, ScoreOptions};
 use crate::tasks::{Doc, Task, MMLU_AVERAGE, PROX_COLUMNS};
@@ -144,14 +145,14 @@ pub struct DocResult {
     pub scores: Vec<ChoiceScore>,
 }
 
-/// Scores a plan's documents, `batch_size` documents at a time; `progress` hears how many
+/// Scores a plan's documents, `batch_size` documents at a time; `reporter` hears how many
 /// documents each batch finished.
 pub fn score_plan(
     model: &Llama,
     plan: &TaskPlan,
     options: &ScoreOptions,
     batch_size: usize,
-    progress: &mut dyn FnMut(usize),
+    reporter: &mut dyn Reporter,
 ) -> Result<Vec<DocResult>> {
     let mut results = Vec::with_capacity(plan.docs.len());
     for batch in plan.docs.chunks(batch_size.max(1)) {
@@ -176,7 +177,7 @@ pub fn score_plan(
                 scores,
             });
         }
-        progress(batch.len());
+        reporter.scored(batch.len());
     }
     Ok(results)
 }

@@ -109,13 +109,7 @@ pub fn evaluate(
     let mut outcomes = Vec::with_capacity(plans.len());
     for plan in &plans {
         reporter.task_started(&plan.task.name);
-        let results = score_plan(
-            &model.llama,
-            plan,
-            &options,
-            settings.batch_size,
-            &mut |n| reporter.scored(n),
-        )?;
+        let results = score_plan(&model.llama, plan, &options, settings.batch_size, reporter)?;
         if let Some(writer) = writer.as_mut() {
             for result in &results {
                 writer.write(result)?;

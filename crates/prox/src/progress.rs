@@ -25,7 +25,16 @@ impl Progress {
     /// A bar of `total` drawn with `template` on a terminal; off one, a log line of the message
     /// every `log_every`, or nothing when it is `None`.
     pub fn new(total: u64, template: &str, log_every: Option<Duration>) -> Self {
-        let terminal = std::io::stderr().is_terminal();
+        Self::drawn_if(std::io::stderr().is_terminal(), total, template, log_every)
+    }
+
+    /// [`Progress::new`], drawn as a bar when `terminal` (the caller's decision).
+    pub fn drawn_if(
+        terminal: bool,
+        total: u64,
+        template: &str,
+        log_every: Option<Duration>,
+    ) -> Self {
         let bar = if terminal {
             ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
         } else {
@@ -48,6 +57,21 @@ impl Progress {
 
     pub fn set_position(&self, position: u64) {
         self.bar.set_position(position);
+    }
+
+    pub fn position(&self) -> u64 {
+        self.bar.position()
+    }
+
+    /// The total given at the start.
+    pub fn length(&self) -> u64 {
+        self.bar.length().unwrap_or(0)
+    }
+
+    /// Starts at `position`: work an earlier run did, which the rate and ETA leave out.
+    pub fn start_at(&self, position: u64) {
+        self.bar.set_position(position);
+        self.bar.reset_eta();
     }
 
     /// Shows `message()` beside the bar, or logs it when a log line is due.
@@ -75,6 +99,14 @@ impl Progress {
             self.bar.set_message(line());
         } else if due {
             tracing::info!("{}", line());
+        }
+    }
+
+    /// Runs `log` only off a terminal: lines (a file started, a batch stored) that the bar
+    /// already shows.
+    pub fn unless_drawn(&self, log: impl FnOnce()) {
+        if !self.terminal {
+            log();
         }
     }
 

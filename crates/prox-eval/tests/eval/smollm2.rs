@@ -38,7 +38,7 @@ fn smollm2_is_above_chance_on_arc_easy_piqa_and_sciq() {
         let task = Task::named(name).unwrap();
         let plan = prepare_task(&data, &task, "validation", Some(DOCS), &builder).unwrap();
         assert_eq!(plan.docs.len(), DOCS);
-        let results = score_plan(&model.llama, &plan, &options, 8, &mut |_| {}).unwrap();
+        let results = score_plan(&model.llama, &plan, &options, 8, &mut prox_eval::Silent).unwrap();
         let outcomes: Vec<_> = results.iter().map(|r| r.outcome.clone()).collect();
         let score = TaskScore::of(&outcomes);
         eprintln!(
@@ -65,7 +65,7 @@ fn smollm2_is_above_chance_on_arc_easy_piqa_and_sciq() {
             path: ScoringPath::PerChoice,
             ..options.clone()
         };
-        let check = score_plan(&model.llama, &few, &naive, 8, &mut |_| {}).unwrap();
+        let check = score_plan(&model.llama, &few, &naive, 8, &mut prox_eval::Silent).unwrap();
         for (a, b) in check.iter().zip(&results) {
             for (x, y) in a.logprob_sums.iter().zip(&b.logprob_sums) {
                 assert!(

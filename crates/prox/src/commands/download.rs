@@ -3,14 +3,16 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::HumanBytes;
 use prox_hub::{DownloadRequest, Hub, Outcome, RepoType, Reporter};
 
 use crate::commands::Completion;
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = DOWNLOAD_AFTER_HELP)]
@@ -105,30 +107,50 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<Completion> {
 /// and one every 30 seconds during a long transfer. Nothing is drawn until a listing arrives,
 /// so a model found in the cache leaves no trace.
 pub struct DownloadReporter {
-    bar: ProgressBar,
     terminal: bool,
-    /// When a log line last said how far the download is (off a terminal).
-    last_log: Mutex<Instant>,
+    /// Made when the listing says how much there is to fetch.
+    progress: OnceLock<Progress>,
+    files: AtomicUsize,
+    files_done: AtomicUsize,
 }
 
 impl DownloadReporter {
+    /// A reporter drawing a bar when `terminal`.
     pub fn new(terminal: bool) -> Self {
-        let bar = ProgressBar::hidden();
-        if let Ok(style) = ProgressStyle::with_template(
-            "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
-        ) {
-            bar.set_style(style);
-        }
         DownloadReporter {
-            bar,
             terminal,
-            last_log: Mutex::new(Instant::now()),
+            progress: OnceLock::new(),
+            files: AtomicUsize::new(0),
+            files_done: AtomicUsize::new(0),
         }
     }
 
     /// Takes the bar off the terminal.
     pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        if let Some(progress) = self.progress.get() {
+            progress.finish();
+        }
+    }
+
+    /// With the progress, once the listing is in.
+    fn with(&self, report: impl FnOnce(&Progress)) {
+        if let Some(progress) = self.progress.get() {
+            report(progress);
+        }
+    }
+
+    /// Says how far the whole download is (several files arrive at once): beside the bar,
+    /// or in a log line every 30 seconds.
+    fn how_far(&self, progress: &Progress) {
+        progress.message(|| {
+            format!(
+                "{}/{}, {}/{} files",
+                HumanBytes(progress.position()),
+                HumanBytes(progress.length()),
+                self.files_done.load(Ordering::Relaxed),
+                self.files.load(Ordering::Relaxed),
+            )
+        });
     }
 }
 
@@ -136,64 +158,60 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 
 impl Reporter for DownloadReporter {
     fn listed(&self, repo_id: &str, commit: &str, files: usize, bytes: u64) {
-        self.bar.set_length(bytes);
-        if self.terminal {
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
+        self.files.store(files, Ordering::Relaxed);
+        let template = "{wide_bar} {binary_bytes_per_sec} eta {eta} {msg}";
+        let progress = Progress::drawn_if(self.terminal, bytes, template, Some(LOG_EVERY));
+        let _ = self.progress.set(progress);
         tracing::info!(files, bytes, commit, "{repo_id}: {files} files selected");
     }
 
     fn started(&self, file: &str, size: u64, from: u64) {
-        self.bar.set_message(file.to_owned());
-        if !self.terminal {
-            if from > 0 {
-                tracing::info!(size, from, "{file}: resuming");
-            } else {
-                tracing::info!(size, "{file}: downloading");
-            }
-        }
+        self.with(|progress| {
+            progress.unless_drawn(|| {
+                if from > 0 {
+                    tracing::info!(size, from, "{file}: resuming");
+                } else {
+                    tracing::info!(size, "{file}: downloading");
+                }
+            })
+        });
     }
 
     fn progressed(&self, _file: &str, bytes: u64) {
-        self.bar.inc(bytes);
-        if self.terminal {
-            return;
-        }
-        // Several files arrive at once: the log line says how far the whole download is.
-        let mut last_log = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
-        if last_log.elapsed() >= LOG_EVERY {
-            *last_log = Instant::now();
-            tracing::info!(
-                received = self.bar.position(),
-                of = self.bar.length().unwrap_or(0),
-                "downloading"
-            );
-        }
+        self.with(|progress| {
+            progress.inc(bytes);
+            self.how_far(progress);
+        });
     }
 
     fn finished(&self, file: &str, size: u64, outcome: Outcome) {
-        match outcome {
-            Outcome::Present => {
-                self.bar.inc(size);
-                tracing::debug!(size, "{file}: already there");
-            }
-            Outcome::Linked => {
-                self.bar.inc(size);
-                tracing::debug!(size, "{file}: in the cache already, linked");
-            }
-            Outcome::Fetched { resumed_from, .. } => {
-                // Resumed bytes were not counted as they arrived in this run.
-                self.bar.inc(resumed_from);
-                if !self.terminal {
-                    tracing::info!(size, "{file}: done");
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.with(|progress| {
+            match outcome {
+                Outcome::Present => {
+                    progress.inc(size);
+                    tracing::debug!(size, "{file}: already there");
+                }
+                Outcome::Linked => {
+                    progress.inc(size);
+                    tracing::debug!(size, "{file}: in the cache already, linked");
+                }
+                Outcome::Fetched { resumed_from, .. } => {
+                    // Resumed bytes were not counted as they arrived in this run.
+                    progress.inc(resumed_from);
+                    progress.unless_drawn(|| tracing::info!(size, "{file}: done"));
                 }
             }
-        }
+            self.how_far(progress);
+        });
     }
 
     fn retrying(&self, file: &str, attempt: u32, error: &prox_hub::Error) {
-        self.bar
-            .suspend(|| tracing::warn!(attempt, "{file}: {error}; trying again"));
+        let warn = || tracing::warn!(attempt, "{file}: {error}; trying again");
+        match self.progress.get() {
+            Some(progress) => progress.suspend(warn),
+            None => warn(),
+        }
     }
 }
 

@@ -1,17 +1,17 @@
 //! `prox eval`: the ten-task zero-shot evaluation ProX reports, with the embedded engine.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prox_engine::LoadOptions;
 use prox_eval::series::{self, Checkpoint, EvalSeries, Scores, SeriesTable};
 use prox_eval::{EvalSettings, Metric, ScoreRow, ScoringPath, Summary, Task};
 
 use crate::commands::Completion;
 use crate::engine_args::{load_model, ModelArgs};
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EVAL_AFTER_HELP)]
@@ -328,43 +328,44 @@ fn table(summary: &Summary) -> String {
     out
 }
 
-/// A bar of documents scored, on a terminal.
+/// A bar of documents scored on a terminal; off one, a log line every 30 seconds.
 #[derive(Default)]
 struct DocumentBar {
-    bar: Option<ProgressBar>,
+    progress: Option<Progress>,
+    task: String,
 }
 
 impl prox_eval::Reporter for DocumentBar {
     fn started(&mut self, model: &Path, documents: usize) {
         tracing::info!(model = %model.display(), documents, "evaluating");
-        if !std::io::stderr().is_terminal() {
-            return;
-        }
-        let bar =
-            ProgressBar::with_draw_target(Some(documents as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{wide_bar} {pos}/{len} documents {per_sec} {msg} eta {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        self.bar = Some(bar);
+        self.progress = Some(Progress::new(
+            documents as u64,
+            "{wide_bar} {per_sec} {msg} eta {eta}",
+            Some(Duration::from_secs(30)),
+        ));
     }
 
     fn task_started(&mut self, task: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(task.to_owned());
-        }
+        self.task = task.to_owned();
     }
 
     fn scored(&mut self, documents: usize) {
-        if let Some(bar) = &self.bar {
-            bar.inc(documents as u64);
+        if let Some(progress) = &self.progress {
+            progress.inc(documents as u64);
+            progress.message(|| {
+                format!(
+                    "{} ({}/{} documents)",
+                    self.task,
+                    progress.position(),
+                    progress.length()
+                )
+            });
         }
     }
 
     fn finished(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
         }
     }
 }

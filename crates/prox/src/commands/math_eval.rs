@@ -3,12 +3,10 @@
 //! OpenAI-compatible server.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prox_eval::series::{self, MathSeries};
 use prox_eval::EngineGenerator;
 use prox_io::{Failure, JsonlWriter};
@@ -18,6 +16,7 @@ use serde_json::json;
 use crate::commands::eval::{write_series_chart, SeriesLog};
 use crate::commands::Completion;
 use crate::engine_args::{BackendKind, ModelArgs};
+use crate::progress::Progress;
 
 /// The nine datasets, in the harness's order.
 const ALL_TASKS: &str = "gsm8k,minerva_math,svamp,asdiv,mawps,tabmwp,mathqa,mmlu_stem,sat_math";
@@ -45,23 +44,38 @@ pub enum MathEvalCommand {
     Grade(MathGradeArgs),
 }
 
+/// The harness and the datasets taken from it, for `run` and `prompts`.
 #[derive(Debug, clap::Args)]
-pub struct MathRunArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-
+pub struct HarnessArgs {
     /// A checkout of GAIR-NLP/math-evaluation-harness (`data/<name>/test.jsonl`,
     /// `prompts/cot/*.md`).
     #[arg(long)]
     pub data: PathBuf,
 
-    /// The output folder: one folder per dataset, and `results.json`.
-    #[arg(long)]
-    pub output: PathBuf,
-
     /// Datasets, comma-separated, in the order run.
     #[arg(long, default_value = ALL_TASKS)]
     pub tasks: String,
+}
+
+impl HarnessArgs {
+    /// The datasets of --tasks and the harness of --data (the names checked first).
+    fn open(&self) -> anyhow::Result<(Vec<Dataset>, Harness)> {
+        let datasets = parse_tasks(&self.tasks)?;
+        Ok((datasets, Harness::open(&self.data)?))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MathRunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub harness: HarnessArgs,
+
+    /// The output folder: one folder per dataset, and `results.json`.
+    #[arg(long)]
+    pub output: PathBuf,
 
     /// The first N examples (by idx) of each dataset; all by default.
     #[arg(long)]
@@ -97,17 +111,12 @@ pub struct MathRunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MathPromptsArgs {
-    /// A checkout of GAIR-NLP/math-evaluation-harness.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub harness: HarnessArgs,
 
     /// Where to write the rows (JSON lines).
     #[arg(long)]
     pub output: PathBuf,
-
-    /// Datasets, comma-separated.
-    #[arg(long, default_value = ALL_TASKS)]
-    pub tasks: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,8 +178,7 @@ fn parse_tasks(tasks: &str) -> anyhow::Result<Vec<Dataset>> {
 }
 
 fn prompts(args: &MathPromptsArgs) -> anyhow::Result<Completion> {
-    let datasets = parse_tasks(&args.tasks)?;
-    let harness = Harness::open(&args.data)?;
+    let (datasets, harness) = args.harness.open()?;
     let mut output = JsonlWriter::create(&args.output)?;
     for dataset in datasets {
         let demo = harness.demo(dataset)?;
@@ -233,8 +241,7 @@ fn grade(args: &MathGradeArgs) -> anyhow::Result<Completion> {
 }
 
 fn run_eval(args: &MathRunArgs) -> anyhow::Result<Completion> {
-    let datasets = parse_tasks(&args.tasks)?;
-    let harness = Harness::open(&args.data)?;
+    let (datasets, harness) = args.harness.open()?;
     let options = RunOptions {
         max_samples: args.max_samples,
         batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
@@ -321,40 +328,37 @@ impl Generator for ServerGenerator {
     }
 }
 
-/// A progress bar per dataset on a terminal; log lines otherwise.
+/// A progress bar per dataset on a terminal; log lines otherwise, one per batch stored.
 #[derive(Default)]
 struct Bars {
-    bar: Option<ProgressBar>,
+    progress: Option<Progress>,
 }
 
 impl Reporter for Bars {
     fn dataset_started(&mut self, dataset: Dataset, total: usize, done: usize) {
         tracing::info!(%dataset, total, done, "dataset started");
-        if std::io::stderr().is_terminal() {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{prefix:>12} {wide_bar} {pos}/{len} samples {per_sec} eta {eta}",
-            ) {
-                bar.set_style(style);
-            }
-            bar.set_prefix(dataset.name());
-            bar.set_position(done as u64);
-            bar.reset_eta();
-            self.bar = Some(bar);
-        }
+        let template = format!(
+            "{:>12} {{wide_bar}} {{pos}}/{{len}} samples {{per_sec}} eta {{eta}}",
+            dataset.name()
+        );
+        let progress = Progress::new(total as u64, &template, None);
+        progress.start_at(done as u64);
+        self.progress = Some(progress);
     }
 
     fn generated(&mut self, dataset: Dataset, count: usize) {
-        match &self.bar {
-            Some(bar) => bar.inc(count as u64),
-            None => tracing::info!(%dataset, count, "batch generated"),
+        if let Some(progress) = &self.progress {
+            progress.inc(count as u64);
+            progress.unless_drawn(|| {
+                let (done, total) = (progress.position(), progress.length());
+                tracing::info!(%dataset, count, done, total, "batch generated");
+            });
         }
     }
 
     fn dataset_finished(&mut self, dataset: Dataset, metrics: &Metrics) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
         }
         tracing::info!(%dataset, acc = metrics.acc, samples = metrics.num_samples, "dataset done");
     }
