@@ -69,6 +69,17 @@ impl Recipe {
         }
     }
 
+    /// The blocks of `sources` this recipe reads (`seq_len + 1` tokens), shuffled or in order.
+    fn open(&self, sources: &[DataSource], shuffle: bool) -> Result<MixedStream> {
+        MixedStream::open(
+            sources,
+            self.seq_len + 1,
+            self.window_files,
+            shuffle,
+            self.seed,
+        )
+    }
+
     /// Micro-batches per optimiser step.
     pub fn accumulation(&self) -> usize {
         self.global_batch / self.micro_batch.max(1)
@@ -235,23 +246,11 @@ impl Trainer {
         options.recipe.validate(&model.config)?;
 
         let recipe = &options.recipe;
-        let mut data = MixedStream::open(
-            &options.data,
-            recipe.seq_len + 1,
-            recipe.window_files,
-            true,
-            recipe.seed,
-        )?;
+        let mut data = recipe.open(&options.data, true)?;
         data.skip(blocks_drawn);
         if !options.val_data.is_empty() {
             // Opened once here so that a bad validation folder stops the run before training.
-            MixedStream::open(
-                &options.val_data,
-                recipe.seq_len + 1,
-                recipe.window_files,
-                false,
-                recipe.seed,
-            )?;
+            recipe.open(&options.val_data, false)?;
         }
         let tokens = step * tokens_per_step(recipe);
         let run = Run::new(model, optimizer, step, tokens, recipe.max_steps, out)?;
@@ -339,13 +338,7 @@ impl Steps for Trainer {
             return Ok(None);
         }
         let recipe = &options.recipe;
-        let mut stream = MixedStream::open(
-            &options.val_data,
-            recipe.seq_len + 1,
-            recipe.window_files,
-            false,
-            recipe.seed,
-        )?;
+        let mut stream = recipe.open(&options.val_data, false)?;
         let model = &self.run.model;
         let mut total = 0.0;
         for _ in 0..options.eval_iters {
