@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use prox_annotate::{annotate, AnnotateOptions, ClientChat, Prompts, Sample};
 use prox_client::ClientOptions;
 use prox_prompt::{PromptMode, Prompter, Stage};
 use prox_tokenizer::Tokenizer;
 use serde_json::json;
 
+use crate::commands::apply::stage_parser;
 use crate::commands::prompts::ModeArg;
 use crate::commands::Completion;
 
@@ -20,8 +20,7 @@ use crate::commands::Completion;
 pub struct AnnotateArgs {
     /// Which refiner the examples teach: `doc` (keep_doc()/drop_doc() from two rubric
     /// scores) or `chunk` (line programs from one prompt per noise type).
-    #[arg(long, value_parser = PossibleValuesParser::new(["doc", "chunk"])
-        .try_map(|name| name.parse::<Stage>()))]
+    #[arg(long, value_parser = stage_parser())]
     pub stage: Stage,
 
     /// Documents: JSON-lines files (plain, .gz, .zst), Parquet files, or folders of them.

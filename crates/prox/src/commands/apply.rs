@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::builder::TypedValueParser as _;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use prox_apply::{ApplyOptions, ApplySummary, OutputPaths, Reporter, Stage};
 use prox_io::Failure;
 use prox_program::{Mode, Thresholds};
@@ -14,8 +14,7 @@ use crate::commands::Completion;
 pub struct ApplyArgs {
     /// Which programs to run: `doc` (keep or drop the document) or `chunk` (remove lines,
     /// normalize strings).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["doc", "chunk"])
-        .try_map(|name| name.parse::<Stage>()))]
+    #[arg(long, value_parser = stage_parser())]
     pub stage: Stage,
 
     /// JSON-lines files (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet files, or folders of them
@@ -95,6 +94,12 @@ on `doc_content`:
 
 Exit status: 0 when every record was processed, 1 when some went to the failures file, 2 on an
 error that stopped the run.";
+
+/// The values of a `--stage` flag, `doc` or `chunk`, listed in the help and in the error for
+/// any other value.
+pub fn stage_parser() -> impl TypedValueParser<Value = Stage> {
+    PossibleValuesParser::new(Stage::ALL.map(Stage::as_str)).try_map(|name| name.parse::<Stage>())
+}
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<Completion> {
     let options = ApplyOptions {

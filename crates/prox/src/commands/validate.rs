@@ -12,6 +12,7 @@ use prox_program::Stage;
 use prox_refine::validate::{validate, Example, ValidateOptions};
 use prox_refine::{Backend, EmbeddedBackend, OpenAiBackend};
 
+use crate::commands::apply::stage_parser;
 use crate::commands::Completion;
 use crate::engine_args::EngineArgs;
 
@@ -19,8 +20,8 @@ use crate::engine_args::EngineArgs;
 #[command(after_help = VALIDATE_AFTER_HELP)]
 pub struct ValidateArgs {
     /// The stage the refiner serves: `doc` (keep/drop F1) or `chunk` (line-wise F1).
-    #[arg(long, value_parser = ["doc", "chunk"])]
-    pub stage: String,
+    #[arg(long, value_parser = stage_parser())]
+    pub stage: Stage,
 
     /// The refiner: a model folder, a `.gguf` file or a hub id (run here), or with
     /// --endpoint the model name the server serves.
@@ -76,7 +77,7 @@ answered, 1 when the model could not answer some (they are listed in the JSON, n
 2 on an error that stopped the run.";
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<Completion> {
-    let stage: Stage = args.stage.parse().map_err(anyhow::Error::msg)?;
+    let stage = args.stage;
     let examples = read_examples(args, stage)?;
     if examples.is_empty() {
         bail!(
