@@ -14,16 +14,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 docs=16 reps=3 max_tokens=64 in_flight=32
-while (($#)); do
-    case "$1" in
-    --docs) docs="$2" ;;
-    --reps) reps="$2" ;;
-    --max-tokens) max_tokens="$2" ;;
-    --in-flight) in_flight="$2" ;;
-    *) echo "unknown argument $1" >&2 && exit 2 ;;
-    esac
-    shift 2
-done
+flag_values docs reps max_tokens in_flight -- "$@"
 
 prox_release
 gguf="$(smollm2_gguf)"

