@@ -569,38 +569,14 @@ impl Annotator<'_> {
                     Some(line) => format!("{}:{line}", failure.file),
                     None => failure.file.clone(),
                 };
-                self.fail(&id, None, failure.clone(), out, stats)?;
-                count_document(
-                    stats,
-                    &Tally {
-                        failed: 1,
-                        ..Tally::default()
-                    },
-                );
-                return Ok(Planned::Settled);
+                return self.settle_failed(&id, failure.clone(), out, stats);
             }
         };
         let id = document_id(record, &self.options.id_field);
-        let settle_failed = |this: &Self, error: String, out: &mut Outputs, stats: &mut Stats| {
-            this.fail(
-                &id,
-                None,
-                Failure::of_record(&record.location, error),
-                out,
-                stats,
-            )?;
-            count_document(
-                stats,
-                &Tally {
-                    failed: 1,
-                    ..Tally::default()
-                },
-            );
-            Ok::<_, Error>(Planned::Settled)
-        };
+        let failure = |error: String| Failure::of_record(&record.location, error);
         let text = match prox_io::string_field(&record.fields, &self.options.text_field) {
             Ok(text) => text,
-            Err(error) => return settle_failed(self, error.to_string(), out, stats),
+            Err(error) => return self.settle_failed(&id, failure(error.to_string()), out, stats),
         };
         if text.trim().is_empty() {
             self.reject(
@@ -611,13 +587,7 @@ impl Annotator<'_> {
                 out,
                 stats,
             )?;
-            count_document(
-                stats,
-                &Tally {
-                    rejected: 1,
-                    ..Tally::default()
-                },
-            );
+            stats.documents.rejected += 1;
             return Ok(Planned::Settled);
         }
         let source = record.location.to_string();
@@ -625,7 +595,9 @@ impl Annotator<'_> {
             Stage::Doc => {
                 let prompt = match self.prompter.doc_prompt(text) {
                     Ok(prompt) => prompt,
-                    Err(error) => return settle_failed(self, error.to_string(), out, stats),
+                    Err(error) => {
+                        return self.settle_failed(&id, failure(error.to_string()), out, stats)
+                    }
                 };
                 let start = requests.len();
                 for template in self.prompts.templates() {
@@ -653,7 +625,9 @@ impl Annotator<'_> {
             Stage::Chunk => {
                 let chunk_prompts = match self.prompter.chunk_prompts(text) {
                     Ok(prompts) => prompts,
-                    Err(error) => return settle_failed(self, error.to_string(), out, stats),
+                    Err(error) => {
+                        return self.settle_failed(&id, failure(error.to_string()), out, stats)
+                    }
                 };
                 let all_lines: Vec<&str> = text.split('\n').collect();
                 let mut units = Vec::with_capacity(chunk_prompts.len());
@@ -841,6 +815,19 @@ impl Annotator<'_> {
         unit.row
             .insert("lines_removed".into(), merged.lines_removed.into());
         Ok(merged.program)
+    }
+
+    /// A document that failed before any request: its failure row, and one failed document.
+    fn settle_failed(
+        &self,
+        id: &str,
+        failure: Failure,
+        out: &mut Outputs,
+        stats: &mut Stats,
+    ) -> Result<Planned, Error> {
+        self.fail(id, None, failure, out, stats)?;
+        stats.documents.failed += 1;
+        Ok(Planned::Settled)
     }
 
     fn fail(
