@@ -89,6 +89,18 @@ struct Piece<'a> {
     targets: Vec<u32>,
 }
 
+/// What both ways of scoring read: the model, every document's requests (`docs[d][c]`) and
+/// the options, `max_length` capped to the model's.
+#[derive(Clone, Copy)]
+struct Scoring<'a> {
+    model: &'a Llama,
+    docs: &'a [&'a [TokenizedRequest]],
+    options: &'a ScoreOptions,
+}
+
+/// One document's scores by choice, filled in by whichever way scores it.
+type Slot = Vec<Option<ChoiceScore>>;
+
 /// Scores every request of every document (`docs[d][c]`: document `d`, choice `c`). Each
 /// request must pass [`check_request`].
 pub fn score_docs(
@@ -107,16 +119,20 @@ pub fn score_docs(
             return Err(Error::Model(format!("cannot score a request: {reason}")));
         }
     }
-    let mut results: Vec<Vec<Option<ChoiceScore>>> =
-        docs.iter().map(|d| vec![None; d.len()]).collect();
+    let mut results: Vec<Slot> = docs.iter().map(|d| vec![None; d.len()]).collect();
+    let scoring = Scoring {
+        model,
+        docs,
+        options,
+    };
     let (shared, per_choice): (Vec<usize>, Vec<usize>) = (0..docs.len()).partition(|&d| {
         options.path == ScoringPath::SharedContext && shares_context(docs[d], options.max_length)
     });
     if !shared.is_empty() {
-        score_shared(model, docs, &shared, options, &mut results)?;
+        score_shared(scoring, &shared, &mut results)?;
     }
     if !per_choice.is_empty() {
-        score_per_choice(model, docs, &per_choice, options, &mut results)?;
+        score_per_choice(scoring, &per_choice, &mut results)?;
     }
     results
         .into_iter()
@@ -137,13 +153,8 @@ fn shares_context(requests: &[TokenizedRequest], max_length: usize) -> bool {
     })
 }
 
-fn score_shared(
-    model: &Llama,
-    docs: &[&[TokenizedRequest]],
-    selected: &[usize],
-    options: &ScoreOptions,
-    results: &mut [Vec<Option<ChoiceScore>>],
-) -> Result<()> {
+fn score_shared(scoring: Scoring, selected: &[usize], results: &mut [Slot]) -> Result<()> {
+    let (model, docs, options) = (scoring.model, scoring.docs, scoring.options);
     // 1. Prefill each context; its last row gives every choice's first token.
     let mut prefill = Vec::with_capacity(selected.len());
     for &d in selected {
@@ -208,13 +219,8 @@ fn score_shared(
     Ok(())
 }
 
-fn score_per_choice(
-    model: &Llama,
-    docs: &[&[TokenizedRequest]],
-    selected: &[usize],
-    options: &ScoreOptions,
-    results: &mut [Vec<Option<ChoiceScore>>],
-) -> Result<()> {
+fn score_per_choice(scoring: Scoring, selected: &[usize], results: &mut [Slot]) -> Result<()> {
+    let (model, docs, options) = (scoring.model, scoring.docs, scoring.options);
     let mut inputs = Vec::new();
     let mut owners = Vec::new();
     for &d in selected {
