@@ -242,6 +242,15 @@ fn answers_models(port: u16) -> bool {
 mod tests {
     use super::*;
 
+    /// Starts `script`, a stand-in inference server in Python that takes its port as its
+    /// argument, the way a task starts its server.
+    fn start_stand_in(dir: &std::path::Path, script: &str) -> Server {
+        let server_py = dir.join("server.py");
+        std::fs::write(&server_py, script).unwrap();
+        let template = format!("python3 {} {{port}}", server_py.display());
+        Server::start(&options(dir, &template, Duration::from_secs(30))).unwrap()
+    }
+
     fn options(dir: &std::path::Path, template: &str, timeout: Duration) -> ServerOptions {
         ServerOptions {
             command_template: template.to_owned(),
@@ -301,9 +310,8 @@ mod tests {
             panic!("this test needs python3 for its stand-in inference server");
         }
         let dir = tempfile::tempdir().unwrap();
-        let server_py = dir.path().join("server.py");
-        std::fs::write(
-            &server_py,
+        let server = start_stand_in(
+            dir.path(),
             "import http.server, sys\n\
              class H(http.server.BaseHTTPRequestHandler):\n\
              \x20   def do_GET(self):\n\
@@ -311,11 +319,7 @@ mod tests {
              \x20       self.end_headers()\n\
              \x20       self.wfile.write(b'{\"data\": []}')\n\
              http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n",
-        )
-        .unwrap();
-        let template = format!("python3 {} {{port}}", server_py.display());
-        let server =
-            Server::start(&options(dir.path(), &template, Duration::from_secs(30))).unwrap();
+        );
         let port = server.port();
         assert_eq!(server.endpoint(), format!("http://127.0.0.1:{port}"));
         let status = run_beside_server(
@@ -336,9 +340,8 @@ mod tests {
     fn a_server_dying_during_the_task_kills_the_task() {
         let dir = tempfile::tempdir().unwrap();
         // A stand-in that answers one probe and then exits, as a crashing server does.
-        let server_py = dir.path().join("server.py");
-        std::fs::write(
-            &server_py,
+        let server = start_stand_in(
+            dir.path(),
             "import http.server, sys\n\
              class H(http.server.BaseHTTPRequestHandler):\n\
              \x20   def do_GET(self):\n\
@@ -348,11 +351,7 @@ mod tests {
              s.handle_request()\n\
              print('segfault in the engine', flush=True)\n\
              sys.exit(139)\n",
-        )
-        .unwrap();
-        let template = format!("python3 {} {{port}}", server_py.display());
-        let server =
-            Server::start(&options(dir.path(), &template, Duration::from_secs(30))).unwrap();
+        );
         let started = Instant::now();
         let error = run_beside_server(server, Command::new("sleep").arg("60")).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(20));
