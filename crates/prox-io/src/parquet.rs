@@ -849,6 +849,21 @@ mod tests {
     }
 
     #[test]
+    fn a_footer_claiming_billions_of_schema_elements_is_an_error_not_an_allocation() {
+        // Found by fuzzing: parquet 58 reserved 7.8 GB for this footer's list of schema
+        // elements; parquet 60 checks list lengths against the bytes left.
+        let bytes = include_bytes!("../../../fuzz/corpus/records_parquet/huge-schema-list");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("footer.parquet");
+        std::fs::write(&path, bytes).unwrap();
+        let error = ParquetReader::open(&path).err().expect("the file opened");
+        let source = std::error::Error::source(&error).map(|e| e.to_string());
+        let message = format!("{error}: {}", source.unwrap_or_default());
+        assert!(message.contains("footer.parquet"), "{message}");
+        assert!(message.contains("Parquet error"), "{message}");
+    }
+
+    #[test]
     fn written_records_read_back_equal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.parquet");
