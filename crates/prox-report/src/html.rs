@@ -13,6 +13,8 @@ use crate::report::{Report, SampledDocument};
 use crate::run::{FailureRow, Outcome, Stage};
 use crate::Error;
 
+/// Every page's start, up to its `<body>`: the policy, the style, `title`.
+const HEAD: &str = include_str!("../assets/head.html");
 const TEMPLATE: &str = include_str!("../assets/report.html");
 pub(crate) const CSS: &str = include_str!("../assets/report.css");
 const SCRIPT: &str = include_str!("../assets/report.js");
@@ -42,14 +44,24 @@ impl Report {
     /// The report as a complete HTML document.
     pub fn to_html(&self) -> Result<String, Error> {
         let charts = self.charts.render()?;
-        let mut environment = Environment::new();
-        // The name's `.html` turns auto-escaping on for every value.
-        environment.add_template("report.html", TEMPLATE)?;
-        let page = Page::new(self, charts);
-        Ok(environment
-            .get_template("report.html")?
-            .render(minijinja::value::Serde(&page))?)
+        render_page("report.html", TEMPLATE, &Page::new(self, charts))
     }
+}
+
+/// A whole page: [`HEAD`], then `body` (the template named `name`), both rendered with `page`,
+/// which gives `csp`, `css` and `title` to the head.
+pub(crate) fn render_page(name: &str, body: &str, page: &impl Serialize) -> Result<String, Error> {
+    let mut environment = Environment::new();
+    // The names' `.html` turns auto-escaping on for every value.
+    environment.add_template("head.html", HEAD)?;
+    environment.add_template(name, body)?;
+    let render = |name: &str| -> Result<String, minijinja::Error> {
+        environment
+            .get_template(name)?
+            .render(minijinja::value::Serde(page))
+    };
+    // A template loses its last newline when rendered: the one that ends the head's `<body>`.
+    Ok(format!("{}\n{}", render("head.html")?, render(name)?))
 }
 
 #[derive(Serialize)]
@@ -57,6 +69,7 @@ struct Page<'a> {
     csp: String,
     css: &'static str,
     js: &'static str,
+    title: String,
     run_dir: &'a str,
     stats_source: String,
     documents: Vec<CountRow>,
@@ -193,6 +206,7 @@ impl<'a> Page<'a> {
             csp: content_security_policy(),
             css: CSS,
             js: SCRIPT,
+            title: format!("ProX report: {}", report.run_dir),
             run_dir: &report.run_dir,
             stats_source,
             documents: document_counts(report, stats),

@@ -5,7 +5,6 @@
 //! The chart is drawn here, beside the report's bar charts, so that every chart of ProX-rs has
 //! one look and one SVG backend, and the evaluation crate needs no drawing library.
 
-use minijinja::Environment;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -114,12 +113,7 @@ impl ScoreChart<'_> {
             header,
             rows,
         };
-        let mut environment = Environment::new();
-        // The name's `.html` turns auto-escaping on for every value.
-        environment.add_template("series.html", TEMPLATE)?;
-        Ok(environment
-            .get_template("series.html")?
-            .render(minijinja::value::Serde(&page))?)
+        crate::html::render_page("series.html", TEMPLATE, &page)
     }
 }
 
