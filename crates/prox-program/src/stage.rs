@@ -47,11 +47,10 @@ impl FromStr for Stage {
     type Err = ParseStageError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "doc" => Ok(Stage::Doc),
-            "chunk" => Ok(Stage::Chunk),
-            other => Err(ParseStageError(other.to_owned())),
-        }
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == name)
+            .ok_or_else(|| ParseStageError(name.to_owned()))
     }
 }
 
