@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
 use crate::config::Config;
@@ -183,9 +183,12 @@ pub fn config_from_metadata(meta: &Metadata, vocab_size: usize) -> Result<Config
     Ok(config)
 }
 
-/// Loads a GGUF file: quantized weights stay quantized (projections and the output head)
-/// unless `options.dequantize`, or are requantized to `options.quantize` as they are read;
-/// embeddings and norms are dequantized to the compute dtype.
+/// Loads a GGUF file. The projections and the output head are computed with the file's
+/// blocks when the engine has a kernel for them (Q8_0; F32/F16 weights are dense), with
+/// blocks requantized to Q8_0 as they are read when it has none (on the CPU: see
+/// [`LoadOptions::keep_blocks`]); with every weight requantized to `options.quantize` if
+/// given, or dequantized to the compute dtype if `options.dequantize`. Embeddings and norms
+/// are dequantized to the compute dtype.
 pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
     let file = File::open(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
@@ -229,20 +232,28 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
             .map_err(weights_error)
     };
     let quantization = options.quantize.map(Quantization::new);
+    // On the CPU, blocks of a type the engine has no kernel for go to its Q8_0 kernel.
+    let fallback =
+        (device.is_cpu() && !options.keep_blocks).then(|| Quantization::new(GgmlDType::Q8_0));
     let linear = |q: Arc<QTensor>| -> Result<Linear> {
-        if let Some(quantization) = quantization {
-            // Requantized from the weight dequantized to the compute dtype, one weight at a
-            // time: the result carries the file's rounding plus the new type's.
-            return Linear::Float(dense(&q)?)
-                .quantize_with(quantization.dtype, quantization.kernel)
-                .map_err(weights_error);
-        }
-        if options.dequantize {
-            Ok(Linear::Float(dense(&q)?))
-        } else {
-            // Q8_0 blocks go to the engine's kernel as they are; F32/F16 tensors come back
-            // dense, in the compute dtype.
-            Linear::from_qtensor(q, dtype, Q8Kernel::Engine).map_err(weights_error)
+        let requantize_to = match quantization {
+            Some(quantization) => Some(quantization),
+            None if options.dequantize => return Ok(Linear::Float(dense(&q)?)),
+            None if has_engine_kernel(q.dtype()) => None,
+            None => fallback,
+        };
+        match requantize_to {
+            // From the weight dequantized to f32 (exact for every block type), one weight
+            // at a time: the result carries the file's rounding plus the new type's.
+            Some(quantization) => q
+                .dequantize(device)
+                .and_then(|w| {
+                    Linear::Float(w).quantize_with(quantization.dtype, quantization.kernel)
+                })
+                .map_err(weights_error),
+            // Q8_0 blocks go to the engine's kernel as they are, other blocks to candle's;
+            // F32/F16 tensors come back dense, in the compute dtype.
+            None => Linear::from_qtensor(q, dtype, Q8Kernel::Engine).map_err(weights_error),
         }
     };
     let norm = |q: &Arc<QTensor>| -> Result<RmsNorm> {
@@ -258,14 +269,12 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
     // the model, and that is cheaper while the layers are not loaded yet.
     let lm_head = if has_output {
         linear(read("output.weight")?)?
-    } else if let Some(quantization) = quantization {
-        Linear::Float(embed_tokens.clone())
-            .quantize_with(quantization.dtype, quantization.kernel)
-            .map_err(weights_error)?
-    } else if options.dequantize || !is_quantized(&embed) {
+    } else if quantization.is_none() && (options.dequantize || !is_quantized(&embed)) {
+        // Tied and dense: the head is the embedding matrix itself.
         Linear::Float(embed_tokens.clone())
     } else {
-        // Tied: the head computes with the embedding's quantized blocks, as llama.cpp does.
+        // Tied: the head computes with the embedding's blocks (or their requantization), as
+        // llama.cpp does.
         linear(embed.clone())?
     };
     let layers = (0..config.num_layers)
@@ -317,11 +326,16 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Model> {
     })
 }
 
+fn is_float(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+}
+
 fn is_quantized(q: &QTensor) -> bool {
-    !matches!(
-        q.dtype(),
-        candle_core::quantized::GgmlDType::F32
-            | candle_core::quantized::GgmlDType::F16
-            | candle_core::quantized::GgmlDType::BF16
-    )
+    !is_float(q.dtype())
+}
+
+/// Whether the engine computes weights of `dtype` with its own code: dense products for
+/// float types, its Q8_0 kernel for Q8_0 blocks.
+fn has_engine_kernel(dtype: GgmlDType) -> bool {
+    dtype == GgmlDType::Q8_0 || is_float(dtype)
 }

@@ -26,8 +26,19 @@ pub struct LoadOptions {
     /// in memory. A GGUF file is requantized: each weight dequantized to f32, then quantized.
     pub quantize: Option<GgmlDType>,
     /// GGUF only: dequantize every weight to the compute dtype instead of computing with
-    /// the quantized blocks.
+    /// the quantized blocks (unless `quantize` is given).
     pub dequantize: bool,
+    /// GGUF only: compute with the file's own blocks, whatever their type (candle's
+    /// quantized kernels for every type but Q8_0). By default (`false`), on the CPU, the
+    /// weights of a type the engine has no kernel for (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants…)
+    /// are requantized to Q8_0 as they are read, for the engine's Q8_0 kernel ([`Q8Matrix`]):
+    /// several times faster than candle's CPU kernels for those types (9 to 18 times for
+    /// SmolLM2-135M's Q4_1 file), for 9 bits a weight (Q8_0 with f32 scales) instead of 4.5
+    /// to 6.5, and numbers within the Q8_0 rounding of the file's. Q8_0 and float weights are used as they are either way,
+    /// and so is everything on a GPU (candle's CUDA kernels take every type).
+    ///
+    /// [`Q8Matrix`]: crate::Q8Matrix
+    pub keep_blocks: bool,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +48,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             quantize: None,
             dequantize: false,
+            keep_blocks: false,
         }
     }
 }

@@ -584,6 +584,35 @@ impl DecoderLayer {
         })
     }
 
+    /// The layer's weight matrices: the attention's query, key, value and output
+    /// projections, then the MLP's gate, up and down projections.
+    pub fn linears(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+    }
+
+    /// [`DecoderLayer::linears`], to replace them.
+    pub fn linears_mut(&mut self) -> [&mut Linear; 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ]
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -881,10 +910,8 @@ impl Llama {
             .layers
             .iter()
             .map(|l| {
-                let a = &l.self_attn;
-                [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]
+                l.linears()
                     .into_iter()
-                    .chain([&l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj])
                     .map(Linear::weight_bytes)
                     .sum::<usize>()
                     + tensor_bytes(&l.input_layernorm.weight)
@@ -917,16 +944,7 @@ impl Llama {
     /// [`Llama::quantize`], Q8_0 products computed by `kernel`.
     pub fn quantize_with(&mut self, dtype: GgmlDType, kernel: Q8Kernel) -> CResult<()> {
         for layer in &mut self.layers {
-            let attn = &mut layer.self_attn;
-            for linear in [
-                &mut attn.q_proj,
-                &mut attn.k_proj,
-                &mut attn.v_proj,
-                &mut attn.o_proj,
-                &mut layer.mlp.gate_proj,
-                &mut layer.mlp.up_proj,
-                &mut layer.mlp.down_proj,
-            ] {
+            for linear in layer.linears_mut() {
                 *linear = linear.quantize_with(dtype, kernel)?;
             }
         }
@@ -1346,16 +1364,7 @@ mod tests {
         q8.quantize_with(GgmlDType::Q8_0, kernel).unwrap();
         let mut dense = q8.clone();
         for layer in &mut dense.layers {
-            let attn = &mut layer.self_attn;
-            for linear in [
-                &mut attn.q_proj,
-                &mut attn.k_proj,
-                &mut attn.v_proj,
-                &mut attn.o_proj,
-                &mut layer.mlp.gate_proj,
-                &mut layer.mlp.up_proj,
-                &mut layer.mlp.down_proj,
-            ] {
+            for linear in layer.linears_mut() {
                 let Linear::Q8(q) = &*linear else {
                     panic!("a projection was not quantized to the engine's Q8_0");
                 };

@@ -26,10 +26,14 @@ pub enum ComputeDtype {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Quantization {
+    /// 8-bit blocks of 32 values, computed by the engine's kernel on the CPU.
     #[value(name = "q8_0")]
     Q8_0,
+    /// 4-bit k-quant blocks of 256 values, computed by candle.
     #[value(name = "q4_k")]
     Q4K,
+    /// a GGUF file's own blocks, whatever their type: less memory, slower on the CPU.
+    Keep,
 }
 
 /// What runs the model of a command that can use either (`--backend`): the embedded engine,
@@ -57,7 +61,10 @@ pub struct EngineArgs {
     pub dtype: ComputeDtype,
 
     /// Embedded engine: quantize the weight matrices when loading (a GGUF file is
-    /// dequantized, then requantized to this type).
+    /// dequantized, then requantized to this type). Unset, on the CPU, a GGUF file's weights
+    /// of a type the engine has no kernel for (Q4_0, Q4_1, Q5_*, the K-quants) are
+    /// requantized to q8_0; `keep` computes with the file's own blocks instead (candle's
+    /// kernels: less memory, several times slower).
     #[arg(long, value_enum)]
     pub quantize: Option<Quantization>,
 
@@ -85,10 +92,12 @@ impl EngineArgs {
                 ComputeDtype::Bf16 => DType::BF16,
                 ComputeDtype::F16 => DType::F16,
             },
-            quantize: self.quantize.map(|q| match q {
-                Quantization::Q8_0 => GgmlDType::Q8_0,
-                Quantization::Q4K => GgmlDType::Q4K,
-            }),
+            quantize: match self.quantize {
+                Some(Quantization::Q8_0) => Some(GgmlDType::Q8_0),
+                Some(Quantization::Q4K) => Some(GgmlDType::Q4K),
+                Some(Quantization::Keep) | None => None,
+            },
+            keep_blocks: self.quantize == Some(Quantization::Keep),
             device,
             ..LoadOptions::default()
         })
@@ -141,4 +150,43 @@ pub fn load_model(
         .with_context(|| format!("cannot load the model {}", path.display()))?;
     tracing::info!(model = %path.display(), "model loaded");
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn options(args: &[&str]) -> LoadOptions {
+        let parsed = Args::try_parse_from(std::iter::once("prox").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        parsed
+            .engine
+            .load_options()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn quantize_keep_keeps_a_gguf_files_blocks_and_quantizes_nothing() {
+        for (args, quantize, keep_blocks) in [
+            (&[][..], None, false),
+            (&["--quantize", "keep"][..], None, true),
+            (&["--quantize", "q8_0"][..], Some(GgmlDType::Q8_0), false),
+            (&["--quantize", "q4_k"][..], Some(GgmlDType::Q4K), false),
+        ] {
+            let options = options(args);
+            assert_eq!(
+                (options.quantize, options.keep_blocks),
+                (quantize, keep_blocks),
+                "{args:?}"
+            );
+        }
+    }
 }

@@ -412,6 +412,20 @@ fn requantizing_a_gguf_file_while_loading_equals_requantizing_after_loading() {
     );
 }
 
+#[test]
+fn a_q4_1_gguf_file_is_requantized_to_q8_0_by_default_on_the_cpu() {
+    // SmolLM2's projections are Q4_1, its embedding (the tied head) Q8_0, which requantizing
+    // gives back unchanged.
+    let path = prox_test::fetched::smollm2_gguf();
+    let default = Model::load(&path, &LoadOptions::default()).unwrap();
+    let q8_0 = load(&path, DType::F32, Some(GgmlDType::Q8_0));
+    assert_same_bits(
+        &logits(&default.llama),
+        &logits(&q8_0.llama),
+        "SmolLM2 by default vs --quantize q8_0",
+    );
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 

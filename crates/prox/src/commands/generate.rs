@@ -52,8 +52,10 @@ HF_HUB_OFFLINE=1.
 8-bit activations; the rows of every weight must be a multiple of 32 (q8_0) or 256 (q4_k)
 values. With q8_0 (and Q8_0 .gguf files), a prompt of 128 tokens or more is prefilled with
 the weights dequantized to f32, which is faster where the CPU lacks 8-bit dot products (VNNI);
-decoding always uses the 8-bit kernel. On a .gguf file it requantizes the dequantized weights
-(useful for Q4_0/Q4_1 files, whose kernels are slower).
+decoding always uses the 8-bit kernel. On a .gguf file it requantizes the dequantized weights.
+Without --quantize, a .gguf file on the CPU keeps its Q8_0 and float weights and requantizes
+the others (Q4_0, Q4_1, Q5_*, K-quants) to q8_0, whose kernel is several times faster than
+candle's kernels for them; --quantize keep computes with the file's own blocks (less memory).
 
 Exit status: 0 when every record was served, 1 when some went to the failures file, 2 on an
 error that stopped the run.";
