@@ -5,6 +5,14 @@
 # scripts/bench-math-eval.py) and `--backend openai` against `prox serve`.
 #
 #   scripts/bench-math-eval.sh [--n 32] [--batch-size 16] [--max-new-tokens 128] [--reps 3]
+#                              [--quantize q8_0|keep]
+#
+# The defaults are the full run (32 GSM8K prompts, batches of 16, greedy, 3 alternating reps);
+# `--n 2 --batch-size 2 --max-new-tokens 16 --reps 1` checks every side end to end in a few
+# minutes. `--quantize` goes to both prox sides (`math-eval run` and `prox serve`); unset, they
+# load the Q4_1 file as the engine does by default on the CPU, its Q4_1 projections requantized
+# to Q8_0 for the engine's kernel; `keep` computes with the file's Q4_1 blocks (candle's
+# kernels). PROX_BIN names a built `prox` to use instead of building one.
 #
 # Tokens are those of the kept completions (cut at the stop strings), counted with one
 # tokenizer for all sides; seconds are generation only (model loading excluded, as
@@ -15,13 +23,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-n=32 batch=16 max_new=128 reps=3
+n=32 batch=16 max_new=128 reps=3 quantize=()
 while (($#)); do
     case "$1" in
     --n) n="$2" ;;
     --batch-size) batch="$2" ;;
     --max-new-tokens) max_new="$2" ;;
     --reps) reps="$2" ;;
+    --quantize) quantize=(--quantize "$2") ;;
     *) echo "unknown argument $1" >&2 && exit 2 ;;
     esac
     shift 2
@@ -36,8 +45,10 @@ work="$(mktemp -d /tmp/prox-bench-math.XXXXXX)"
 trap 'serve_stop_all; rm -rf "$work"' EXIT
 
 "$prox" math-eval prompts --data "$harness" --tasks gsm8k --output "$work/prompts.jsonl" 2>/dev/null
-serve_start "$work/serve" "$gguf" smollm2 --max-batch 32
+serve_start "$work/serve" "$gguf" smollm2 --max-batch 32 "${quantize[@]}"
 load_line
+weights="${quantize[*]:-default: Q4_1 requantized to Q8_0}"
+echo "# $n prompts, batches of $batch, at most $max_new new tokens, $reps reps; prox: $weights"
 
 # gen_seconds FILE: the generation seconds of a generations.jsonl (each row its batch share).
 gen_seconds() {
@@ -51,7 +62,7 @@ for rep in $(seq "$reps"); do
         out="$work/$side-$rep"
         case $side in
         embedded | openai)
-            backend=(--backend embedded)
+            backend=(--backend embedded "${quantize[@]}")
             [[ $side == openai ]] && backend=(--backend openai --endpoint "$serve_url")
             measure "$work/time" "$prox" math-eval run --model "$gguf" --data "$harness" \
                 --output "$out" --tasks gsm8k --max-samples "$n" --batch-size "$batch" \
