@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::charts::Charts;
 use crate::report::{Report, SampledDocument};
-use crate::run::{FailureRow, Outcome, Stage};
+use crate::run::{DroppedAt, FailureRow, Outcome, Stage};
 use crate::Error;
 
 /// Every page's start, up to its `<body>`: the policy, the style, `title`.
@@ -277,14 +277,15 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
         },
     ];
     let reasons = [
-        (Stage::Doc, "doc_program"),
-        (Stage::Chunk, "low_ratio"),
-        (Stage::Chunk, "few_words"),
-        (Stage::Chunk, "no_words"),
+        (DroppedAt::Read, "empty"),
+        (DroppedAt::DOC, "doc_program"),
+        (DroppedAt::Stage(Stage::Chunk), "low_ratio"),
+        (DroppedAt::Stage(Stage::Chunk), "few_words"),
+        (DroppedAt::Stage(Stage::Chunk), "no_words"),
     ];
     for (stage, reason) in reasons {
         counts.push(CountRow {
-            label: format!("· {stage} stage: {reason}"),
+            label: drop_label(stage, reason),
             stats: stat(&|s| s.dropped_for(reason)),
             rows: grouped(rows(&dropped_for(reason))),
         });
@@ -294,7 +295,7 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
         if let Outcome::Dropped { stage, reason } = outcome {
             if !reasons.iter().any(|(_, known)| known == reason) {
                 counts.push(CountRow {
-                    label: format!("· {stage} stage: {reason}"),
+                    label: drop_label(*stage, reason),
                     stats: "—".into(),
                     rows: grouped(*count),
                 });
@@ -307,6 +308,14 @@ fn document_counts(report: &Report, stats: Option<&Stats>) -> Vec<CountRow> {
         rows: grouped(report.failures_total),
     });
     counts
+}
+
+/// `· doc stage: doc_program`, or `· when read: empty`.
+fn drop_label(stage: DroppedAt, reason: &str) -> String {
+    match stage {
+        DroppedAt::Read => format!("· when read: {reason}"),
+        DroppedAt::Stage(stage) => format!("· {stage} stage: {reason}"),
+    }
 }
 
 fn stage_rows(stats: &Stats) -> Vec<StageRow> {
@@ -406,7 +415,7 @@ impl DocumentView {
                 let title = if matches!(
                     row.outcome,
                     Outcome::Dropped {
-                        stage: Stage::Doc,
+                        stage: DroppedAt::DOC,
                         ..
                     }
                 ) {
@@ -503,6 +512,9 @@ pub(crate) fn verdict_note(document: &SampledDocument) -> Option<String> {
                 thresholds.min_words
             ),
             "no_words" => "Dropped: the document has no words.".to_owned(),
+            "empty" => {
+                "Dropped when read: the text is empty or blank, so no model saw it.".to_owned()
+            }
             other => format!("Dropped: {other}."),
         }),
     }

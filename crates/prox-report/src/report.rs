@@ -7,7 +7,7 @@ use prox_run::{Stats, StatsSource};
 
 use crate::charts::ChartData;
 use crate::diff::DocumentDiff;
-use crate::run::{DocumentRow, Execution, FailureRow, Item, Outcome, RunFolder, Stage};
+use crate::run::{DocumentRow, DroppedAt, Execution, FailureRow, Item, Outcome, RunFolder};
 use crate::sample::StratifiedSample;
 use crate::Error;
 
@@ -54,7 +54,7 @@ impl SampledDocument {
         let chunk_stage_saw_it = !matches!(
             row.outcome,
             Outcome::Dropped {
-                stage: Stage::Doc,
+                stage: DroppedAt::DOC,
                 ..
             }
         );

@@ -42,7 +42,7 @@ pub use folder::RunFolder;
 pub use layout::{
     read_json, read_json_if_present, RunLayout, StatsSource, DROPPED, FAILURES, OUTPUT, PARTS,
 };
-pub use rows::{DocumentRow, FailureRow, Found, Item, Outcome};
+pub use rows::{DocumentRow, DroppedAt, FailureRow, Found, Item, Outcome};
 pub use stats::{
     DocumentCounts, FileCounts, ProgramCounts, Seconds, StageCounts, StageStats, Stats, Throughput,
     TokenCounts, WordCounts,

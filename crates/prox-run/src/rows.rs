@@ -14,11 +14,52 @@ pub enum Outcome {
     Modified,
     /// Kept as it was because its chunk program was ignored (too many errors).
     Ignored,
-    /// Dropped at `stage`, for `reason` (`doc_program`, `low_ratio`, `few_words`, `no_words`).
+    /// Dropped at `stage`, for `reason` (`empty` when read; `doc_program`, `low_ratio`,
+    /// `few_words`, `no_words` by a stage).
     Dropped {
-        stage: Stage,
+        stage: DroppedAt,
         reason: String,
     },
+}
+
+/// Where a document was dropped: when read (an empty or blank text, which the reference never
+/// shows to a model), or by a refining stage. `prox.stage` of a `dropped/` row: `read`, `doc`
+/// or `chunk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DroppedAt {
+    Read,
+    Stage(Stage),
+}
+
+impl DroppedAt {
+    pub const DOC: DroppedAt = DroppedAt::Stage(Stage::Doc);
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DroppedAt::Read => "read",
+            DroppedAt::Stage(stage) => stage.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for DroppedAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DroppedAt {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "read" => Ok(DroppedAt::Read),
+            other => other
+                .parse::<Stage>()
+                .map(DroppedAt::Stage)
+                .map_err(|_| format!("unknown `prox.stage` `{other}`")),
+        }
+    }
 }
 
 impl Outcome {
@@ -77,7 +118,7 @@ impl DocumentRow {
         let input_first = matches!(
             self.outcome,
             Outcome::Dropped {
-                stage: Stage::Doc,
+                stage: DroppedAt::DOC,
                 ..
             }
         );
@@ -105,9 +146,7 @@ impl DocumentRow {
         };
         let outcome = if dropped {
             let stage = match text_field(fields, "prox.stage")? {
-                Some(name) => name
-                    .parse::<Stage>()
-                    .map_err(|_| format!("unknown `prox.stage` `{name}`"))?,
+                Some(name) => name.parse::<DroppedAt>()?,
                 None => return Err("a dropped row has no `prox.stage`".to_owned()),
             };
             let reason = text_field(fields, "prox.reason")?
