@@ -178,17 +178,9 @@ pub fn resolve_model_in(name: &str, revision: Option<&str>, cache: &Path) -> Res
     model_in_snapshot(&snapshot).map_err(|reason| not_cached(snapshot, reason))
 }
 
-/// `org/name` (or a bare legacy `name`), each part made of letters, digits, `-`, `_`, `.`.
+/// `org/name` (or a bare legacy `name`), as the hub client accepts it.
 fn is_hub_id(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('/').collect();
-    parts.len() <= 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && !p.starts_with('.')
-                && !p.contains("--")
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        })
+    prox_hub::Hub::is_repo_id(name)
 }
 
 /// The snapshot folder of `revision`: the commit `refs/<revision>` names, or a snapshot

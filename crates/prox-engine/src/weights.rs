@@ -210,7 +210,9 @@ impl SafetensorsWeights {
     }
 }
 
-impl SimpleBackend for SafetensorsWeights {
+/// On a reference: `VarBuilder` owns its backend, and the loader still asks
+/// [`SafetensorsWeights::take_failure`] afterwards.
+impl SimpleBackend for &SafetensorsWeights {
     fn get(
         &self,
         shape: Shape,
@@ -248,34 +250,6 @@ impl SimpleBackend for SafetensorsWeights {
             });
         }
         self.read(name, dtype, device).map_err(|e| self.record(e))
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.contains(name)
-    }
-}
-
-/// `VarBuilder` owns its backend; a reference lets the loader still ask
-/// [`SafetensorsWeights::take_failure`] afterwards.
-impl SimpleBackend for &SafetensorsWeights {
-    fn get(
-        &self,
-        shape: Shape,
-        name: &str,
-        init: candle_nn::Init,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        (**self).get(shape, name, init, dtype, device)
-    }
-
-    fn get_unchecked(
-        &self,
-        name: &str,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        (**self).get_unchecked(name, dtype, device)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

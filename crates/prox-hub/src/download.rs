@@ -578,19 +578,26 @@ impl Filter {
     }
 }
 
-/// `org/name` or a bare legacy `name`: letters, digits, `-`, `_`, `.`; it goes into URLs
-/// and folder names unquoted, so nothing else is let through.
+impl Hub {
+    /// Whether `id` is a repository id: `org/name` or a bare legacy `name`, each part made of
+    /// letters, digits, `-`, `_`, `.` (not first) and without `--`. It goes into URLs and
+    /// folder names unquoted, so nothing else is let through.
+    pub fn is_repo_id(id: &str) -> bool {
+        let parts: Vec<&str> = id.split('/').collect();
+        parts.len() <= 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && !p.starts_with('.')
+                    && !p.contains("--")
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            })
+    }
+}
+
+/// [`Hub::is_repo_id`], as an error naming the id.
 fn check_repo_id(id: &str) -> Result<()> {
-    let parts: Vec<&str> = id.split('/').collect();
-    let ok = parts.len() <= 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && !p.starts_with('.')
-                && !p.contains("--")
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        });
-    if ok {
+    if Hub::is_repo_id(id) {
         Ok(())
     } else {
         Err(Error::InvalidRepoId { id: id.to_owned() })
