@@ -18,7 +18,9 @@ pub use error::Error;
 pub use html::{content_security_policy, MAX_LINES_SHOWN};
 pub use prox_run::{Stats, StatsSource};
 pub use report::{Report, ReportOptions, SampledDocument};
-pub use run::{DocumentRow, DroppedAt, Execution, FailureRow, Found, Item, Outcome, RunFolder, Stage};
+pub use run::{
+    DocumentRow, DroppedAt, Execution, FailureRow, Found, Item, Outcome, RunFolder, Stage,
+};
 pub use sample::StratifiedSample;
 pub use series::ScoreChart;
 pub use terminal::{printable, write_document, write_failure};
