@@ -152,7 +152,7 @@ fn every_input_format_refines_to_the_same_rows_and_every_document_is_accounted_f
         if name == "c.jsonl" {
             // The empty document's row (`prox.stage` `read`) is one the report can read.
             let page = dir.path().join("report.html");
-            crate::support::prox(&["report", path_str(&run), "-o", path_str(&page)]).success();
+            crate::support::prox(["report", path_str(&run), "-o", path_str(&page)]).success();
             let html = std::fs::read_to_string(&page).unwrap();
             assert!(!html.contains("could not be read"), "{html}");
             assert!(html.contains("when read: empty"));
