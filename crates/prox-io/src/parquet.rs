@@ -831,16 +831,20 @@ mod tests {
         }
     }
 
+    /// The error, with its sources, of opening `bytes` written as a file named `name`.
+    fn open_error(name: &str, bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let error = ParquetReader::open(&path).err().expect("the file opened");
+        crate::error_chain(&error)
+    }
+
     #[test]
     fn a_dictionary_claiming_billions_of_values_is_an_error_not_an_allocation() {
         // Found by fuzzing: the decoder reserved 4.8 GB from this page header's count.
         let bytes = include_bytes!("../../../fuzz/corpus/records_parquet/huge-dictionary-count");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dictionary.parquet");
-        std::fs::write(&path, bytes).unwrap();
-        let error = ParquetReader::open(&path).err().expect("the file opened");
-        let source = std::error::Error::source(&error).map(|e| e.to_string());
-        let message = format!("{error}: {}", source.unwrap_or_default());
+        let message = open_error("dictionary.parquet", bytes);
         assert!(message.contains("dictionary.parquet"), "{message}");
         assert!(
             message.contains("a dictionary page claims 1207959551 values in 36 bytes"),
@@ -853,12 +857,7 @@ mod tests {
         // Found by fuzzing: parquet 58 reserved 7.8 GB for this footer's list of schema
         // elements; parquet 60 checks list lengths against the bytes left.
         let bytes = include_bytes!("../../../fuzz/corpus/records_parquet/huge-schema-list");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("footer.parquet");
-        std::fs::write(&path, bytes).unwrap();
-        let error = ParquetReader::open(&path).err().expect("the file opened");
-        let source = std::error::Error::source(&error).map(|e| e.to_string());
-        let message = format!("{error}: {}", source.unwrap_or_default());
+        let message = open_error("footer.parquet", bytes);
         assert!(message.contains("footer.parquet"), "{message}");
         assert!(message.contains("Parquet error"), "{message}");
     }
