@@ -66,6 +66,7 @@ impl ParquetReader {
         let pages = file.try_clone().map_err(open_error)?;
         let opened = catch_unwind(AssertUnwindSafe(|| {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let metadata = Arc::clone(builder.metadata());
             let row_groups = builder.metadata().row_groups();
             let selected = groups.clone().unwrap_or(0..row_groups.len());
             let (builder, rows_before) = match &groups {
@@ -86,7 +87,7 @@ impl ParquetReader {
                     )
                 }
             };
-            check_dictionary_pages(pages, selected)?;
+            check_dictionary_pages(pages, &metadata, selected)?;
             builder
                 .with_batch_size(READ_BATCH_ROWS)
                 .build()
@@ -189,20 +190,23 @@ impl Iterator for ParquetReader {
 /// before reading them, so a corrupt count asks for gigabytes at once, which aborts the
 /// process where memory is short instead of ending with an error. Every value of a plain
 /// dictionary takes at least one byte (booleans are never dictionary-encoded). Only
-/// dictionary pages are read; the data pages' headers are skipped over.
+/// dictionary pages are read; the data pages' headers are skipped over. The footer is the one
+/// the reader already parsed.
 fn check_dictionary_pages(
     file: File,
+    metadata: &parquet::file::metadata::ParquetMetaData,
     groups: std::ops::Range<usize>,
 ) -> Result<(), parquet::errors::ParquetError> {
-    use parquet::column::page::Page;
+    use parquet::column::page::{Page, PageReader};
     use parquet::errors::ParquetError;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::SerializedPageReader;
 
-    let reader = SerializedFileReader::new(file)?;
+    let file = Arc::new(file);
     for group in groups {
-        let row_group = reader.get_row_group(group)?;
-        for column in 0..row_group.num_columns() {
-            let mut pages = row_group.get_column_page_reader(column)?;
+        let row_group = metadata.row_group(group);
+        let rows = usize::try_from(row_group.num_rows()).unwrap_or(0);
+        for (column, chunk) in row_group.columns().iter().enumerate() {
+            let mut pages = SerializedPageReader::new(Arc::clone(&file), chunk, rows, None)?;
             while let Some(page) = pages.peek_next_page()? {
                 if !page.is_dict {
                     pages.skip_next_page()?;
