@@ -1,11 +1,11 @@
 //! `prox train`: pre-train a proxy model on litgpt packed data with ProX's recipe.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::Context;
 use prox_engine::DeviceSpec;
 use prox_train::{DataSource, ModelInit, Recipe, Reporter, StepMetrics, TrainOptions, Trainer};
-use serde::Deserialize;
 
 use crate::commands::Completion;
 use crate::engine_args::DEVICE_VALUES;
@@ -14,25 +14,28 @@ use crate::progress::Progress;
 #[derive(Debug, clap::Args)]
 #[command(after_help = TRAIN_AFTER_HELP)]
 pub struct TrainArgs {
-    /// A folder of packed files (`*.bin`, as `prox tokenize` writes them). Repeat to mix
-    /// folders; --weight gives each its share.
+    /// A folder of packed files (`*.bin`, as `prox tokenize` writes them), or
+    /// `dir=DIR[,prefix=P][,weight=W]` for only the files named `P*.bin` and a mixture weight.
+    /// Repeat to mix folders.
     #[arg(long, value_name = "DIR")]
-    pub data: Vec<PathBuf>,
+    pub data: Vec<DataFolder>,
 
     /// The mixture weight of each --data folder, in order (default: equal).
     #[arg(long, value_name = "W")]
     pub weight: Vec<f64>,
 
-    /// A folder of held-out packed files for the validation loss (read in order).
+    /// A folder of held-out packed files for the validation loss (read in order), or
+    /// `dir=DIR[,prefix=P][,weight=W]`.
     #[arg(long, value_name = "DIR")]
-    pub val_data: Vec<PathBuf>,
+    pub val_data: Vec<DataFolder>,
 
     /// The run folder: `metrics.jsonl`, `loss.svg`, `checkpoints/step-NNNNNNNN/`.
     #[arg(long)]
     pub out: PathBuf,
 
-    /// A YAML file with any of this command's settings (snake_case keys, e.g. `seq_len`,
-    /// `max_steps`, `data: [{dir, prefix, weight}]`); flags given on the command line win.
+    /// A YAML file whose keys are this command's flags (`seq_len` or `seq-len`, `max_steps`,
+    /// `data: [{dir, prefix, weight}]`…); flags given on the command line win, and --data,
+    /// --weight and --val-data add to the file's.
     #[arg(long, value_name = "FILE.yaml")]
     pub config: Option<PathBuf>,
 
@@ -132,35 +135,6 @@ reaches exactly the state an uninterrupted run would have.
 Runs at the reference's scale (0.3B-1.7B models, billions of tokens, many GPUs) belong to
 litgpt, which reads the same packed files.";
 
-/// The YAML settings file: the flags' names in snake_case.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrainFile {
-    data: Option<Vec<DataSource>>,
-    val_data: Option<Vec<DataSource>>,
-    model_config: Option<String>,
-    init_from: Option<PathBuf>,
-    vocab_size: Option<usize>,
-    tokenizer: Option<PathBuf>,
-    seq_len: Option<usize>,
-    micro_batch: Option<usize>,
-    global_batch: Option<usize>,
-    max_steps: Option<u64>,
-    lr: Option<f64>,
-    min_lr: Option<f64>,
-    warmup: Option<u64>,
-    weight_decay: Option<f64>,
-    beta1: Option<f64>,
-    beta2: Option<f64>,
-    grad_clip: Option<f64>,
-    seed: Option<u64>,
-    window_files: Option<usize>,
-    save_interval: Option<u64>,
-    eval_interval: Option<u64>,
-    eval_iters: Option<u64>,
-    log_interval: Option<u64>,
-}
-
 /// The progress of `prox train` and `prox finetune`: a bar of optimiser steps on a terminal,
 /// off one a line every `interval` steps (and at the first and the last); validations, epochs
 /// and checkpoints logged either way.
@@ -233,17 +207,79 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
-    let file: TrainFile = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_yaml_ng::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+/// A `--data` or `--val-data` value: a folder, or `dir=DIR[,prefix=P][,weight=W]` (the form
+/// a config file's `data: [{dir, prefix, weight}]` entries arrive in).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataFolder {
+    dir: PathBuf,
+    /// Only the files whose names start with this.
+    prefix: Option<String>,
+    /// `weight=`, which leaves --weight nothing to say about this folder.
+    weight: Option<f64>,
+}
+
+impl FromStr for DataFolder {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if !value.contains('=') {
+            return Ok(DataFolder {
+                dir: value.into(),
+                ..DataFolder::default()
+            });
         }
-        None => TrainFile::default(),
+        let mut folder = DataFolder::default();
+        for pair in value.split(',') {
+            let Some((key, text)) = pair.split_once('=') else {
+                return Err(format!(
+                    "`{pair}` in `{value}` is not KEY=VALUE (dir=DIR[,prefix=P][,weight=W])"
+                ));
+            };
+            match key {
+                "dir" => folder.dir = text.into(),
+                "prefix" => folder.prefix = Some(text.to_owned()),
+                "weight" => {
+                    let weight = text.parse::<f64>().ok();
+                    match weight.filter(|w| w.is_finite() && *w > 0.0) {
+                        Some(weight) => folder.weight = Some(weight),
+                        None => return Err(format!("weight={text}: not a positive number")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown key `{key}` in `{value}`: the keys are dir, prefix and weight \
+                         (a folder whose name holds `=` is given as dir=DIR)"
+                    ))
+                }
+            }
+        }
+        if folder.dir.as_os_str().is_empty() {
+            return Err(format!("`{value}` names no folder: give dir=DIR"));
+        }
+        Ok(folder)
+    }
+}
+
+impl DataFolder {
+    fn source(&self, weight: Option<f64>) -> DataSource {
+        DataSource {
+            dir: self.dir.clone(),
+            prefix: self.prefix.clone(),
+            weight: self.weight.or(weight).unwrap_or(1.0),
+        }
+    }
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
+    let resolved;
+    let args = match &args.config {
+        Some(path) => {
+            resolved = crate::config_file::with_config_file::<TrainArgs>("prox-train", path)?;
+            &resolved
+        }
+        None => args,
     };
-    let log_interval = args.log_interval.or(file.log_interval).unwrap_or(10);
-    let options = resolve(args, file)?;
+    let options = resolve(args)?;
     let max_steps = options.recipe.max_steps;
     let mut trainer = Trainer::new(options).context("cannot start training")?;
     match trainer.resumed_from() {
@@ -253,7 +289,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
             trainer.model().num_parameters()
         ),
     }
-    let mut reporter = StepProgress::new(log_interval, max_steps);
+    let mut reporter = StepProgress::new(args.log_interval.unwrap_or(10), max_steps);
     let last = trainer.run(&mut reporter, None);
     reporter.finish();
     let last = last.context("training failed")?;
@@ -263,55 +299,47 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Completion> {
     Ok(Completion::Clean)
 }
 
-/// Folds the command line over the settings file over the defaults.
-fn resolve(args: &TrainArgs, file: TrainFile) -> anyhow::Result<TrainOptions> {
-    let data = if args.data.is_empty() {
-        file.data.unwrap_or_default()
-    } else {
-        if !args.weight.is_empty() && args.weight.len() != args.data.len() {
+/// The run's options: the arguments (the config file's already among them) over the defaults.
+fn resolve(args: &TrainArgs) -> anyhow::Result<TrainOptions> {
+    if !args.weight.is_empty() {
+        if args.weight.len() != args.data.len() {
             anyhow::bail!(
                 "{} --weight values for {} --data folders: give one per folder, or none",
                 args.weight.len(),
                 args.data.len()
             );
         }
-        args.data
-            .iter()
-            .enumerate()
-            .map(|(i, dir)| DataSource {
-                weight: args.weight.get(i).copied().unwrap_or(1.0),
-                ..DataSource::new(dir)
-            })
-            .collect()
-    };
+        if args.data.iter().any(|folder| folder.weight.is_some()) {
+            anyhow::bail!("give the mixture weights as --weight or as --data's weight=, not both");
+        }
+    }
+    let data: Vec<DataSource> = args
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, folder)| folder.source(args.weight.get(i).copied()))
+        .collect();
     if data.is_empty() {
         anyhow::bail!("no training data: give --data DIR (or `data:` in --config)");
     }
-    let val_data = if args.val_data.is_empty() {
-        file.val_data.unwrap_or_default()
-    } else {
-        args.val_data.iter().map(DataSource::new).collect()
-    };
+    let val_data = args.val_data.iter().map(|f| f.source(None)).collect();
 
-    let init_from = args.init_from.clone().or(file.init_from);
-    let model_config = args.model_config.clone().or(file.model_config);
-    let vocab_size = args.vocab_size.or(file.vocab_size);
-    let model = match (init_from, model_config) {
-        (Some(dir), None) => ModelInit::Pretrained(dir),
+    let model = match (&args.init_from, &args.model_config) {
+        (Some(dir), None) => ModelInit::Pretrained(dir.clone()),
         (Some(_), Some(_)) => anyhow::bail!("give --init-from or --model-config, not both"),
         (None, name) => {
-            let name = name.unwrap_or_else(|| "tiny".to_owned());
-            let mut cfg = match prox_train::named_config(&name) {
+            let name = name.as_deref().unwrap_or("tiny");
+            let mut cfg = match prox_train::named_config(name) {
                 Some(cfg) => cfg,
-                None if Path::new(&name).is_file() => {
-                    prox_train::model::config_from_file(Path::new(&name))?
+                None if Path::new(name).is_file() => {
+                    prox_train::model::config_from_file(Path::new(name))?
                 }
                 None => anyhow::bail!(
                     "--model-config {name}: neither a named shape ({}) nor a config.json file",
                     prox_train::NAMED_CONFIGS.join(", ")
                 ),
             };
-            if let Some(vocab) = vocab_size {
+            if let Some(vocab) = args.vocab_size {
                 cfg.vocab_size = vocab;
             }
             ModelInit::Fresh(cfg)
@@ -320,50 +348,32 @@ fn resolve(args: &TrainArgs, file: TrainFile) -> anyhow::Result<TrainOptions> {
 
     let defaults = Recipe::default();
     let mut adamw = defaults.adamw;
-    adamw.weight_decay = args
-        .weight_decay
-        .or(file.weight_decay)
-        .unwrap_or(adamw.weight_decay);
-    adamw.beta1 = args.beta1.or(file.beta1).unwrap_or(adamw.beta1);
-    adamw.beta2 = args.beta2.or(file.beta2).unwrap_or(adamw.beta2);
+    adamw.weight_decay = args.weight_decay.unwrap_or(adamw.weight_decay);
+    adamw.beta1 = args.beta1.unwrap_or(adamw.beta1);
+    adamw.beta2 = args.beta2.unwrap_or(adamw.beta2);
     let recipe = Recipe {
-        seq_len: args.seq_len.or(file.seq_len).unwrap_or(defaults.seq_len),
-        micro_batch: args
-            .micro_batch
-            .or(file.micro_batch)
-            .unwrap_or(defaults.micro_batch),
-        global_batch: args
-            .global_batch
-            .or(file.global_batch)
-            .unwrap_or(defaults.global_batch),
-        max_steps: args
-            .max_steps
-            .or(file.max_steps)
-            .unwrap_or(defaults.max_steps),
-        lr: args.lr.or(file.lr).unwrap_or(defaults.lr),
-        min_lr: args.min_lr.or(file.min_lr).unwrap_or(defaults.min_lr),
-        warmup_steps: args.warmup.or(file.warmup).unwrap_or(defaults.warmup_steps),
+        seq_len: args.seq_len.unwrap_or(defaults.seq_len),
+        micro_batch: args.micro_batch.unwrap_or(defaults.micro_batch),
+        global_batch: args.global_batch.unwrap_or(defaults.global_batch),
+        max_steps: args.max_steps.unwrap_or(defaults.max_steps),
+        lr: args.lr.unwrap_or(defaults.lr),
+        min_lr: args.min_lr.unwrap_or(defaults.min_lr),
+        warmup_steps: args.warmup.unwrap_or(defaults.warmup_steps),
         adamw,
-        grad_clip: args
-            .grad_clip
-            .or(file.grad_clip)
-            .unwrap_or(defaults.grad_clip),
-        seed: args.seed.or(file.seed).unwrap_or(defaults.seed),
-        window_files: args
-            .window_files
-            .or(file.window_files)
-            .unwrap_or(defaults.window_files),
+        grad_clip: args.grad_clip.unwrap_or(defaults.grad_clip),
+        seed: args.seed.unwrap_or(defaults.seed),
+        window_files: args.window_files.unwrap_or(defaults.window_files),
     };
     Ok(TrainOptions {
         data,
         val_data,
         out: args.out.clone(),
         model,
-        tokenizer: args.tokenizer.clone().or(file.tokenizer),
+        tokenizer: args.tokenizer.clone(),
         recipe,
-        save_interval: args.save_interval.or(file.save_interval).unwrap_or(100),
-        eval_interval: args.eval_interval.or(file.eval_interval).unwrap_or(100),
-        eval_iters: args.eval_iters.or(file.eval_iters).unwrap_or(10),
+        save_interval: args.save_interval.unwrap_or(100),
+        eval_interval: args.eval_interval.unwrap_or(100),
+        eval_iters: args.eval_iters.unwrap_or(10),
         resume: args.resume,
         device: args
             .device
@@ -375,46 +385,125 @@ fn resolve(args: &TrainArgs, file: TrainFile) -> anyhow::Result<TrainOptions> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::config_file::with_config_file_and;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: TrainArgs,
+    /// `prox train --config FILE ARGS` with `yaml` in FILE, resolved.
+    fn with_file(yaml: &str, args: &[&str]) -> anyhow::Result<TrainOptions> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("train.yaml");
+        std::fs::write(&path, yaml)?;
+        let args = args.iter().map(|a| a.to_string());
+        resolve(&with_config_file_and::<TrainArgs>(
+            "prox-train",
+            &path,
+            args,
+        )?)
     }
 
-    fn parse(args: &[&str]) -> TrainArgs {
-        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .args
+    fn error(result: anyhow::Result<TrainOptions>) -> String {
+        format!("{:#}", result.map(|_| ()).unwrap_err())
     }
 
     #[test]
-    fn flags_win_over_the_settings_file_which_wins_over_defaults() {
-        let args = parse(&[
-            "--data", "a", "--data", "b", "--weight", "3", "--weight", "1", "--out", "o", "--lr",
-            "1e-3",
-        ]);
-        let file: TrainFile =
-            serde_yaml_ng::from_str("lr: 2.0e-3\nmax_steps: 50\nmodel_config: 0.3b\n")
-                .unwrap_or_default();
-        let options = resolve(&args, file).unwrap_or_else(|e| panic!("{e}"));
+    fn flags_win_over_the_config_file_which_wins_over_defaults() {
+        let options = with_file(
+            "lr: 2.0e-3\nmax_steps: 50\nmodel_config: 0.3b\n",
+            &[
+                "--data", "a", "--data", "b", "--weight", "3", "--weight", "1", "--out", "o",
+                "--lr", "1e-3",
+            ],
+        )
+        .unwrap();
         assert_eq!(options.recipe.lr, 1e-3);
         assert_eq!(options.recipe.max_steps, 50);
         assert_eq!(options.recipe.seq_len, 2048);
         assert_eq!(options.data[0].weight, 3.0);
+        assert_eq!(options.data[1].weight, 1.0);
         assert!(matches!(options.model, ModelInit::Fresh(ref c) if c.hidden_size == 1280));
     }
 
     #[test]
     fn unknown_settings_and_mismatched_weights_are_refused() {
-        assert!(serde_yaml_ng::from_str::<TrainFile>("learning_rate: 1\n").is_err());
-        let args = parse(&[
-            "--data", "a", "--weight", "3", "--weight", "1", "--out", "o",
-        ]);
-        let err = resolve(&args, TrainFile::default())
-            .err()
-            .map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("--weight")));
+        let unknown = error(with_file(
+            "learning_rate: 1\n",
+            &["--data", "a", "--out", "o"],
+        ));
+        assert!(
+            unknown.contains("learning-rate") && unknown.contains("train.yaml"),
+            "{unknown}"
+        );
+        let mismatched = error(with_file(
+            "",
+            &[
+                "--data", "a", "--weight", "3", "--weight", "1", "--out", "o",
+            ],
+        ));
+        assert!(mismatched.contains("--weight"), "{mismatched}");
+        let both = error(with_file(
+            "data: [{dir: a, weight: 2}]\nweight: [3]\n",
+            &["--out", "o"],
+        ));
+        assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn data_entries_of_the_config_file_keep_their_prefix_and_weight() {
+        let options = with_file(
+            "data: [{dir: a, prefix: p, weight: 3}]\nval_data: [{dir: v, prefix: q}]\n",
+            &["--out", "o"],
+        )
+        .unwrap();
+        assert_eq!(
+            options.data,
+            [DataSource {
+                dir: "a".into(),
+                prefix: Some("p".into()),
+                weight: 3.0
+            }]
+        );
+        assert_eq!(
+            options.val_data,
+            [DataSource {
+                prefix: Some("q".into()),
+                ..DataSource::new("v")
+            }]
+        );
+    }
+
+    #[test]
+    fn data_on_the_command_line_adds_to_the_config_files_as_refines_input_does() {
+        let options = with_file("data: [a]\n", &["--data", "b", "--out", "o"]).unwrap();
+        let dirs: Vec<_> = options.data.iter().map(|s| s.dir.clone()).collect();
+        assert_eq!(dirs, [PathBuf::from("a"), PathBuf::from("b")]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refine.yaml");
+        std::fs::write(&path, "input: [a]\n").unwrap();
+        let refine: crate::commands::refine::RefineArgs =
+            with_config_file_and("prox-refine", &path, ["--input".into(), "b".into()]).unwrap();
+        assert_eq!(refine.input, [PathBuf::from("a"), PathBuf::from("b")]);
+    }
+
+    #[test]
+    fn a_malformed_data_value_is_refused_with_what_is_wrong() {
+        for (value, expected) in [
+            ("dir=a,prefx=p", "unknown key `prefx`"),
+            ("dir=a,weight=heavy", "weight=heavy: not a positive number"),
+            ("dir=a,weight=0", "weight=0: not a positive number"),
+            ("prefix=p,weight=2", "names no folder"),
+            ("dir=a,p", "`p` in `dir=a,p` is not KEY=VALUE"),
+        ] {
+            let err = value.parse::<DataFolder>().unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+        assert_eq!(
+            "runs/a".parse(),
+            Ok(DataFolder {
+                dir: "runs/a".into(),
+                ..DataFolder::default()
+            })
+        );
+        let through_clap = error(with_file("", &["--data", "dir=a,weight=x", "--out", "o"]));
+        assert!(through_clap.contains("weight=x"), "{through_clap}");
     }
 }

@@ -128,3 +128,39 @@ fn a_sequence_longer_than_the_context_is_refused_before_training() {
     );
     assert!(!dir.path().join("run/metrics.jsonl").exists());
 }
+
+#[test]
+fn a_config_file_gives_its_data_entries_and_an_unknown_key_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = prox_test::fixture("packed");
+    let config = dir.path().join("train.yaml");
+    let run = dir.path().join("run");
+    let train = || {
+        prox(&[
+            "train",
+            "--config",
+            path_str(&config),
+            "--out",
+            path_str(&run),
+        ])
+    };
+    // The entry's prefix reaches the reader: no file of the fixture starts with it.
+    std::fs::write(
+        &config,
+        format!(
+            "data: [{{dir: '{}', prefix: nomatch_, weight: 2}}]\nmax_steps: 1\n",
+            packed.display()
+        ),
+    )
+    .unwrap();
+    let stderr = train().exit_code(2);
+    assert!(stderr.contains("nomatch_*.bin"), "{stderr}");
+
+    std::fs::write(&config, "learning_rate: 1\n").unwrap();
+    let stderr = train().args(["--data", path_str(&packed)]).exit_code(2);
+    assert!(
+        stderr.contains("train.yaml") && stderr.contains("--learning-rate"),
+        "{stderr}"
+    );
+    assert!(!run.join("metrics.jsonl").exists());
+}
