@@ -576,12 +576,11 @@ impl Activations {
     fn quantize(&mut self, x: &[f32], tokens: usize, blocks: usize, simd: Simd) {
         self.tokens = tokens;
         self.blocks = blocks;
+        // Every entry is written below: resizing only, the reused entries are not cleared
+        // first.
         let n = tokens * blocks;
-        self.qs.clear();
         self.qs.resize(n, Block::default());
-        self.scales.clear();
         self.scales.resize(n, 0.0);
-        self.bias.clear();
         self.bias.resize(n, 0);
         #[cfg(target_arch = "x86_64")]
         let avx2 = simd.avx2();
@@ -610,7 +609,9 @@ impl Activations {
 }
 
 /// Quantizes whole rows (see [`quantize_block`]), with each block's bias correction.
-#[inline]
+/// Always inlined, so that `x86::quantize_rows` compiles it with AVX2: a call would run this
+/// body compiled for the baseline CPU, calling `truncf` per value.
+#[inline(always)]
 fn quantize_rows(x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]) {
     let blocks = x.chunks_exact(BLOCK).zip(qs.iter_mut());
     for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
@@ -621,15 +622,40 @@ fn quantize_rows(x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i3
 
 /// One block as `quantize_row_q8_0`: scale `amax / 127` rounded to f16, values
 /// `round(x / scale)` with the unrounded scale. Returns the f16 scale widened to f32.
-#[inline]
+#[inline(always)]
 fn quantize_block(values: &[f32], out: &mut Block) -> f32 {
-    let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // Eight running maxima, not one: a single fold of `f32::max` stays one chain of scalar
+    // instructions (the compiler may not reorder it), eight vectorize. The maximum is the
+    // same number either way, NaNs ignored alike.
+    let mut lanes = [0f32; 8];
+    for chunk in values.chunks_exact(lanes.len()) {
+        for (m, v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in out.0.iter_mut().zip(values) {
-        *q = (v * id).round() as i8;
+        // `as i8` saturates as the clamp does (an infinite `id` makes ±inf), and a NaN
+        // still becomes 0; the clamp and the i32 conversion vectorize.
+        *q = round_half_away(v * id).clamp(-128.0, 127.0) as i32 as i8;
     }
     f16::from_f32(d).to_f32()
+}
+
+/// `x.round()` (ties away from zero, as C's `roundf` in GGML's quantizer), written with
+/// `trunc`, which is one instruction where SSE4.1 or AVX is enabled, so that the loop over a
+/// block vectorizes instead of calling `roundf` per value. Exact: `x - trunc(x)` is exact
+/// for every float, and so is the comparison with 0.5.
+#[inline(always)]
+fn round_half_away(x: f32) -> f32 {
+    let t = x.trunc();
+    if (x - t).abs() >= 0.5 {
+        t + 1f32.copysign(x)
+    } else {
+        t
+    }
 }
 
 /// The portable kernel, and the order of float operations every kernel keeps: per row and
@@ -1126,19 +1152,50 @@ mod tests {
 
     #[test]
     fn activation_blocks_are_quantized_as_candle_quantizes() {
-        let x = pseudo_random(3 * 64, 3);
-        let mut act = Activations::empty();
-        act.quantize(&x, 3, 2, Simd::Scalar);
-        let t = Tensor::from_vec(x, (3, 64), &candle_core::Device::Cpu).unwrap();
+        let mut x = pseudo_random(3 * 64, 3);
+        // Blocks whose scale is subnormal (its inverse infinite), with an infinity, with a
+        // NaN, and of zeros.
+        x[..32].copy_from_slice(&[1e-40, -3e-40, 0.0, 2e-41].repeat(8));
+        x[40] = f32::INFINITY;
+        x[70] = f32::NAN;
+        x[96..128].fill(0.0);
+        let t = Tensor::from_vec(x.clone(), (3, 64), &candle_core::Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
         let raw = q.data().unwrap();
-        for (at, ggml) in raw.chunks_exact(GGML_BLOCK_BYTES).enumerate() {
-            let values: Vec<i8> = ggml[2..].iter().map(|&b| b as i8).collect();
-            let d = f16::from_bits(u16::from_le_bytes([ggml[0], ggml[1]])).to_f32();
-            assert_eq!(act.qs[at].0.as_slice(), values.as_slice(), "block {at}");
-            assert_eq!(act.scales[at], d, "block {at}");
-            let sum: i32 = values.iter().map(|&v| i32::from(v)).sum();
-            assert_eq!(act.bias[at], -128 * sum, "block {at}");
+        for kernel in Kernel::available() {
+            let mut act = Activations::empty();
+            // Twice, so that reused storage is checked too.
+            act.quantize(&pseudo_random(5 * 64, 4), 5, 2, kernel.simd().unwrap());
+            act.quantize(&x, 3, 2, kernel.simd().unwrap());
+            assert_eq!(act.qs.len(), 6, "{kernel:?}");
+            for (at, ggml) in raw.chunks_exact(GGML_BLOCK_BYTES).enumerate() {
+                let values: Vec<i8> = ggml[2..].iter().map(|&b| b as i8).collect();
+                let d = f16::from_bits(u16::from_le_bytes([ggml[0], ggml[1]])).to_f32();
+                assert_eq!(
+                    act.qs[at].0.as_slice(),
+                    values.as_slice(),
+                    "{kernel:?} block {at}"
+                );
+                assert_eq!(
+                    act.scales[at].to_bits(),
+                    d.to_bits(),
+                    "{kernel:?} block {at}"
+                );
+                let sum: i32 = values.iter().map(|&v| i32::from(v)).sum();
+                assert_eq!(act.bias[at], -128 * sum, "{kernel:?} block {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_is_roundf_on_ties_and_neighbours() {
+        let mut cases = vec![0.0f32, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -127.5];
+        for x in [0.5f32, 1.5, 2.5, 126.5, 127.0] {
+            cases.extend([x.next_up(), x.next_down(), -x.next_up(), -x.next_down()]);
+        }
+        cases.extend(pseudo_random(10_000, 9).iter().map(|v| v * 300.0));
+        for x in cases {
+            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x:e}");
         }
     }
 
