@@ -31,6 +31,7 @@
 
 mod choice;
 mod config;
+mod cpu;
 mod device;
 mod error;
 mod generate;
@@ -48,6 +49,7 @@ pub use candle_core::{DType, Device};
 
 pub use crate::choice::{choose, Choice, ChooseOptions};
 pub use crate::config::{Config, HfConfig, TokenIds};
+pub use crate::cpu::CpuKernels;
 pub use crate::device::{parse_device, DeviceSpec, CUDA_BUILD};
 pub use crate::error::{Error, RequestError, Result};
 pub use crate::generate::{

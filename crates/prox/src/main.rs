@@ -32,10 +32,7 @@ fn main() -> ExitCode {
         eprintln!("hint: unset {PROX_Q8_KERNEL} to use the fastest kernel this CPU runs");
         return ExitCode::from(2);
     }
-    tracing::debug!(
-        q8_0_kernel = prox_engine::q8::Kernel::best().name(),
-        "CPU kernels"
-    );
+    tracing::debug!("CPU kernels: {}", prox_engine::CpuKernels::detect());
     match commands::run(cli.command) {
         Ok(Completion::Clean) => ExitCode::SUCCESS,
         Ok(Completion::SomeDocumentsFailed) => ExitCode::from(1),

@@ -329,15 +329,29 @@ impl Llama {
                     + tensor_bytes(&l.post_attention_layernorm.weight)
             })
             .sum();
-        // A tied head that was not quantized is the embedding tensor itself.
-        let shares_embedding =
-            self.config.tie_word_embeddings && matches!(self.lm_head, Linear::Float(_));
-        let head = if shares_embedding {
+        let head = if self.head_is_embedding() {
             0
         } else {
             self.lm_head.weight_bytes()
         };
         tensor_bytes(&self.embed_tokens) + layers + tensor_bytes(&self.norm.weight) + head
+    }
+
+    /// Bytes of weights one decoding step reads, whatever the batch: all of
+    /// [`Llama::weight_bytes`] but the embedding table, of which each token reads one row,
+    /// unless the table is also the (float, tied) output head. Decoding a single sequence is
+    /// bound by this traffic, not by arithmetic.
+    pub fn weight_bytes_per_step(&self) -> usize {
+        if self.head_is_embedding() {
+            self.weight_bytes()
+        } else {
+            self.weight_bytes() - tensor_bytes(&self.embed_tokens)
+        }
+    }
+
+    /// Whether the output head is the embedding tensor itself: tied, and not quantized.
+    fn head_is_embedding(&self) -> bool {
+        self.config.tie_word_embeddings && matches!(self.lm_head, Linear::Float(_))
     }
 
     /// Bytes of a [`KvCache`] of `capacity` tokens for this model.

@@ -301,3 +301,36 @@ fn decoding_by_matrix_products_as_on_a_gpu_equals_the_fused_cpu_kernel() {
         assert!(diff < 1e-5, "{lq} queries: {diff}");
     }
 }
+
+#[test]
+fn a_decoding_step_reads_every_weight_but_the_embedding_table_unless_it_is_the_head() {
+    // 64 wide, so that every projection quantizes to 32-value blocks.
+    let tied = Config {
+        hidden_size: 64,
+        intermediate_size: 64,
+        head_dim: 16,
+        ..tiny_config()
+    };
+    let embedding = tied.vocab_size * tied.hidden_size * 4;
+    let model = random_model(&tied);
+    // Float and tied: the head is the table, read whole at every step.
+    assert_eq!(model.weight_bytes_per_step(), model.weight_bytes());
+
+    let untied = Config {
+        tie_word_embeddings: false,
+        ..tied.clone()
+    };
+    let model = random_model(&untied);
+    assert_eq!(
+        model.weight_bytes_per_step(),
+        model.weight_bytes() - embedding
+    );
+
+    // Quantized, the tied head is a copy of its own: the table is left out again.
+    let mut model = random_model(&tied);
+    model.quantize(GgmlDType::Q8_0).unwrap();
+    assert_eq!(
+        model.weight_bytes_per_step(),
+        model.weight_bytes() - embedding
+    );
+}

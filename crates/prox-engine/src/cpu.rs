@@ -1,0 +1,94 @@
+//! Which CPU kernels the engine computes with on this machine: the float GEMM's path and the
+//! Q8_0 kernel, each chosen at run time from the CPU's features. `prox … -v` logs them once,
+//! and the engine benchmark prints them above its figures.
+
+use std::fmt;
+
+use crate::q8::Kernel;
+
+/// The kernels chosen on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuKernels {
+    /// The vector path of the float GEMM (candle's `gemm` crate): `avx2+fma`, `neon` or
+    /// `scalar`.
+    pub float_gemm: &'static str,
+    /// The Q8_0 kernel [`Kernel::Best`] stands for, after any `PROX_Q8_KERNEL` cap.
+    pub q8_0: Kernel,
+    /// The cap set by `PROX_Q8_KERNEL`, if any (an unknown value is reported where the
+    /// kernel is first used, not here).
+    pub q8_0_cap: Option<Kernel>,
+}
+
+impl CpuKernels {
+    /// Detects the kernels once per call (feature detection is cached by the standard
+    /// library, so this is cheap).
+    pub fn detect() -> CpuKernels {
+        CpuKernels {
+            float_gemm: float_gemm_path(),
+            q8_0: Kernel::best(),
+            q8_0_cap: Kernel::cap_from_env().ok().flatten(),
+        }
+    }
+}
+
+impl fmt::Display for CpuKernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "float GEMM {}, Q8_0 {}",
+            self.float_gemm,
+            self.q8_0.name()
+        )?;
+        if let Some(cap) = self.q8_0_cap {
+            write!(
+                f,
+                " (capped at {} by {})",
+                cap.name(),
+                crate::q8::KERNEL_ENV
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The path `gemm` 0.19 picks, by the same tests in the same order as its dispatch
+/// (`gemm-common`'s `init_gemm_fn`) as the workspace builds it: FMA (with AVX2), else scalar.
+/// Its AVX-512 kernels sit behind its `x86-v4` feature, left off on purpose: on an AMD EPYC
+/// (Zen 4) they decoded 8 and 32 sequences at half and three quarters of the speed, and
+/// prefilled 3% slower (`scripts/bench-engine.sh`, both builds side by side).
+fn float_gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            "neon"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_a_kernel_this_cpu_runs() {
+        let kernels = CpuKernels::detect();
+        assert!(Kernel::available().contains(&kernels.q8_0));
+        let line = kernels.to_string();
+        assert!(line.starts_with(&format!("float GEMM {}, Q8_0 ", kernels.float_gemm)));
+        assert!(line.contains(kernels.q8_0.name()));
+    }
+}
