@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Engine benchmark on the full ProX refiner shape (random weights): prefill and decode
 # tokens/s, the document-stage choice against free decoding, peak memory; one process per
-# dtype. Prints the CPU and its arithmetic f32 peak (cores × 2 FMA pipes × 8 lanes × 2 FLOP
-# × GHz) as the anchor. Timings on a shared machine are noisy: compare runs of one session.
+# dtype. Each process first measures the machine and prints it: the CPU, the kernels chosen
+# (float GEMM path, Q8_0 kernel), the f32 FMA peak at each vector width (timed, since no flag
+# tells how many FMA units a core has) and a parallel copy's memory bandwidth; prefill and
+# decode give their share of that peak, decoding the GB/s of weights it reads against the
+# copy's. Timings on a shared machine are noisy: compare runs of one session.
 #
 #   scripts/bench-engine.sh                 # f32, bf16, q8_0 (about 8 minutes on 2 cores)
 #   DTYPES="f32 q8_0" REPS=5 scripts/bench-engine.sh
@@ -23,14 +26,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -p prox-engine --example bench
 bin="$CARGO_TARGET_DIR/release/examples/bench"
 
-model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 cores=$(nproc)
-mhz=$(lscpu | sed -n 's/^CPU max MHz: *//p' | head -1)
-[ -z "$mhz" ] && mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo)
-flags=$(grep -o -w -E 'avx2|fma|avx512f|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
-peak=$(awk -v c="$cores" -v m="$mhz" 'BEGIN {printf "%.0f", c * 2 * 8 * 2 * m / 1000}')
-echo "# cpu: $model, $cores cores at ${mhz} MHz, flags: $flags"
-echo "# arithmetic f32 peak: $cores cores x 2 FMA x 8 lanes x 2 FLOP x ${mhz} MHz = ${peak} GFLOP/s"
+flags=$(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512_vnni|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+echo "# cpu flags: $flags"
 echo "# RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-unset}"
 
 for dtype in $DTYPES; do

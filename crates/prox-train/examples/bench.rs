@@ -19,6 +19,12 @@ use prox_train::{
     TrainableModel,
 };
 
+// The allocator of the `prox` binary, so that the figures are what `prox train` and `prox
+// finetune` get: with glibc's, every step's large tensors are unmapped when freed and faulted
+// in again on the next step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()

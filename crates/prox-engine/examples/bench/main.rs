@@ -17,7 +17,12 @@
 //! `--products N,..` times one layer's projections alone (the refiner's shapes, random
 //! weights) for N tokens: f32 GEMM against the Q8_0 product on every kernel this CPU runs,
 //! interleaved, whatever `PROX_Q8_KERNEL` says, and exits.
-//! `scripts/bench-engine.sh` runs every dtype and adds the CPU's arithmetic peak.
+//! Every run first measures the machine (`machine.rs`): the CPU, the kernels chosen, the
+//! f32 FMA peak and the bandwidth of a parallel copy. The `of_peak` column divides GFLOP/s
+//! by that peak; decoding also gives the GB/s of weights it reads, against the copy's.
+//! `scripts/bench-engine.sh` runs every dtype.
+
+mod machine;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -138,6 +143,11 @@ fn save(dir: &Path, cfg: &Config) -> AnyResult<()> {
     Ok(())
 }
 
+/// A share as a whole percentage.
+fn percent(share: f64) -> String {
+    format!("{:.0}%", 100.0 * share)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -153,7 +163,7 @@ fn prompt(len: usize, seed: usize) -> Vec<u32> {
 /// One layer's projections (`[out, in]`: q, k, v, o, gate, up, down) for `tokens` tokens:
 /// the f32 GEMM the engine runs for float weights, and the Q8_0 product on each kernel,
 /// repetitions interleaved so that a busy machine slows every path alike.
-fn products(cfg: &Config, args: &Args) -> AnyResult<()> {
+fn products(cfg: &Config, args: &Args, machine: &machine::Machine) -> AnyResult<()> {
     use prox_engine::q8::Kernel;
     use prox_engine::Q8Matrix;
     let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
@@ -182,7 +192,7 @@ fn products(cfg: &Config, args: &Args) -> AnyResult<()> {
     }
     let kernels = Kernel::available();
     println!("# one layer's projections, {flops_per_token} FLOP per token; kernels: {kernels:?}");
-    println!("path\ttokens\tmedian_s\tgflops\tvs_f32\treps");
+    println!("path\ttokens\tmedian_s\tgflops\tof_peak\tvs_f32\treps");
     for &tokens in &args.products {
         let inputs: Vec<Vec<f32>> = shapes.iter().map(|&(_, i)| random(tokens * i)).collect();
         let tensors = inputs
@@ -212,7 +222,8 @@ fn products(cfg: &Config, args: &Args) -> AnyResult<()> {
         for (name, &m) in names.zip(&medians) {
             let gflops = (flops_per_token * tokens) as f64 / m / 1e9;
             println!(
-                "{name}\t{tokens}\t{m:.5}\t{gflops:.1}\t{:.2}\t{}",
+                "{name}\t{tokens}\t{m:.5}\t{gflops:.1}\t{}\t{:.2}\t{}",
+                percent(gflops / machine.peak_gflops),
                 medians[0] / m,
                 args.reps
             );
@@ -236,15 +247,12 @@ fn main() -> AnyResult<()> {
     if let Some(dir) = &args.save {
         return save(dir, &cfg);
     }
+    let machine = machine::describe();
     if !args.products.is_empty() {
-        return products(&cfg, &args);
+        return products(&cfg, &args, &machine);
     }
     let device = prox_engine::parse_device(&args.device)?;
-    println!(
-        "# device={} q8_0_kernel={}",
-        args.device,
-        prox_engine::q8::Kernel::best().name()
-    );
+    println!("# device={}", args.device);
     let resets = reset_peak();
     let rss_at_start = status_kib("VmRSS:") as f64 / 1024.0;
     let start = Instant::now();
@@ -295,7 +303,17 @@ fn main() -> AnyResult<()> {
         cfg.num_parameters(),
         rss_loaded as f64 / 1024.0
     );
-    println!("dtype\tphase\tbatch\ttokens\tmedian_s\ttokens_per_s\tgflops\treps\tpeak_rss_mib");
+    println!(
+        "dtype\tphase\tbatch\ttokens\tmedian_s\ttokens_per_s\tgflops\tof_peak\tweights_gbs\treps\tpeak_rss_mib"
+    );
+    // A GPU's figures are not shares of this CPU's.
+    let of_peak = |gflops: f64| {
+        if device.is_cpu() {
+            percent(gflops / machine.peak_gflops)
+        } else {
+            "-".to_owned()
+        }
+    };
     // The largest set of caches alive at once, and the largest phase peak, for the memory
     // ratio at the end.
     let mut kv_bytes = 0usize;
@@ -328,9 +346,10 @@ fn main() -> AnyResult<()> {
         let m = median(times);
         let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
         println!(
-            "{}\tprefill\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t{:.0}",
+            "{}\tprefill\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t-\t{}\t{:.0}",
             args.dtype,
             tokens as f64 / m,
+            of_peak(gflops),
             args.reps,
             phase_peak()
         );
@@ -365,10 +384,21 @@ fn main() -> AnyResult<()> {
         let tokens = batch * args.decode_steps;
         let m = median(times);
         let gflops = 2.0 * n_params as f64 * tokens as f64 / m / 1e9;
+        // Every step reads the weights once, for the whole batch.
+        let weights_gbs = (model.weight_bytes_per_step() * args.decode_steps) as f64 / m / 1e9;
+        let weights_column = if device.is_cpu() {
+            format!(
+                "{weights_gbs:.1} ({} of copy)",
+                percent(weights_gbs / machine.copy_gbs)
+            )
+        } else {
+            format!("{weights_gbs:.1}")
+        };
         println!(
-            "{}\tdecode\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t{:.0}",
+            "{}\tdecode\t{batch}\t{tokens}\t{m:.3}\t{:.1}\t{gflops:.1}\t{}\t{weights_column}\t{}\t{:.0}",
             args.dtype,
             tokens as f64 / m,
+            of_peak(gflops),
             args.reps,
             phase_peak()
         );
@@ -404,7 +434,7 @@ fn main() -> AnyResult<()> {
             Ok(())
         })?;
         println!(
-            "{}\tchoice\t{batch}\t{}\t{choice:.3}\t-\t-\t{}\t{:.0}",
+            "{}\tchoice\t{batch}\t{}\t{choice:.3}\t-\t-\t-\t-\t{}\t{:.0}",
             args.dtype,
             batch * args.prompt,
             args.choice_reps,
@@ -422,7 +452,7 @@ fn main() -> AnyResult<()> {
                 Ok(())
             })?;
             println!(
-                "{}\tchoice-vs-free{new_tokens}\t{batch}\t{}\t{choice:.3}\t(free {free:.3}s, saves {:.0}%; forward tokens {} vs {})\t-\t{}\t{:.0}",
+                "{}\tchoice-vs-free{new_tokens}\t{batch}\t{}\t{choice:.3}\t(free {free:.3}s, saves {:.0}%; forward tokens {} vs {})\t-\t-\t-\t{}\t{:.0}",
                 args.dtype,
                 batch * args.prompt,
                 100.0 * (1.0 - choice / free),
