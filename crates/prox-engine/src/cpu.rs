@@ -1,9 +1,11 @@
-//! Which CPU kernels the engine computes with on this machine: the float GEMM's path and the
-//! Q8_0 kernel, each chosen at run time from the CPU's features. `prox … -v` logs them once,
-//! and the engine benchmark prints them above its figures.
+//! Which CPU kernels the engine computes with on this machine: the float GEMM's path, the
+//! few-row float product's and the Q8_0 kernel, each chosen at run time from the CPU's
+//! features. `prox … -v` logs them once, and the engine benchmark prints them above its
+//! figures.
 
 use std::fmt;
 
+use crate::float_rows::FloatRows;
 use crate::q8::Kernel;
 
 /// The kernels chosen on this CPU.
@@ -12,6 +14,9 @@ pub struct CpuKernels {
     /// The vector path of the float GEMM (candle's `gemm` crate): `avx2+fma`, `neon` or
     /// `scalar`.
     pub float_gemm: &'static str,
+    /// The vector path of the engine's few-row float product (decoding steps of up to
+    /// [`crate::float_rows::FEW_ROWS`] tokens), if this CPU has one.
+    pub float_rows: Option<&'static str>,
     /// The Q8_0 kernel [`Kernel::Best`] stands for, after any `PROX_Q8_KERNEL` cap.
     pub q8_0: Kernel,
     /// The cap set by `PROX_Q8_KERNEL`, if any (an unknown value is reported where the
@@ -25,6 +30,7 @@ impl CpuKernels {
     pub fn detect() -> CpuKernels {
         CpuKernels {
             float_gemm: float_gemm_path(),
+            float_rows: FloatRows::detect().map(FloatRows::name),
             q8_0: Kernel::best(),
             q8_0_cap: Kernel::cap_from_env().ok().flatten(),
         }
@@ -33,12 +39,11 @@ impl CpuKernels {
 
 impl fmt::Display for CpuKernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "float GEMM {}, Q8_0 {}",
-            self.float_gemm,
-            self.q8_0.name()
-        )?;
+        write!(f, "float GEMM {}", self.float_gemm)?;
+        if let Some(rows) = self.float_rows {
+            write!(f, " (few rows {rows})")?;
+        }
+        write!(f, ", Q8_0 {}", self.q8_0.name())?;
         if let Some(cap) = self.q8_0_cap {
             write!(
                 f,
@@ -55,7 +60,9 @@ impl fmt::Display for CpuKernels {
 /// (`gemm-common`'s `init_gemm_fn`) as the workspace builds it: FMA (with AVX2), else scalar.
 /// Its AVX-512 kernels sit behind its `x86-v4` feature, left off on purpose: on an AMD EPYC
 /// (Zen 4) they decoded 8 and 32 sequences at half and three quarters of the speed, and
-/// prefilled 3% slower (`scripts/bench-engine.sh`, both builds side by side).
+/// prefilled 3% slower; on an Intel Xeon (Sapphire Rapids) they prefilled 20–30% faster but
+/// decoded 8 sequences 30% slower (`scripts/bench-engine.sh`, both builds side by side).
+/// The feature is one switch for every product, so the two cannot be had together.
 fn float_gemm_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
@@ -88,7 +95,11 @@ mod tests {
         let kernels = CpuKernels::detect();
         assert!(Kernel::available().contains(&kernels.q8_0));
         let line = kernels.to_string();
-        assert!(line.starts_with(&format!("float GEMM {}, Q8_0 ", kernels.float_gemm)));
+        assert!(line.starts_with(&format!("float GEMM {}", kernels.float_gemm)));
+        assert_eq!(
+            kernels.float_rows,
+            FloatRows::available().last().map(|path| path.name())
+        );
         assert!(line.contains(kernels.q8_0.name()));
     }
 }

@@ -34,6 +34,7 @@ mod config;
 mod cpu;
 mod device;
 mod error;
+pub mod float_rows;
 mod generate;
 pub mod gguf;
 pub mod gguf_tokenizer;

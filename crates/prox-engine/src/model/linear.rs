@@ -8,6 +8,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{CResult, PackedBatch};
+use crate::float_rows::{FewRowsProduct, FloatRows, FEW_ROWS};
 use crate::q8::{Kernel, Q8Matrix};
 
 /// A weight matrix `[out, in]` applied as `x · Wᵀ`: float, or quantized (GGUF blocks, or
@@ -157,7 +158,7 @@ impl Linear {
     /// `x` is `[tokens, in]`; the result `[tokens, out]` has `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         match self {
-            Linear::Float(w) => x.matmul(&w.t()?),
+            Linear::Float(w) => float_product(x, w),
             Linear::Quantized(q) => {
                 // Quantized kernels take f32 activations.
                 let dtype = x.dtype();
@@ -206,6 +207,35 @@ impl Linear {
             Linear::Quantized(_) | Linear::Q8(_) => Ok(self.clone()),
         }
     }
+}
+
+/// `x · Wᵀ` for a float weight: decoding's few f32 rows on the CPU through the few-row
+/// product ([`crate::float_rows`]), which reads the weight once at the memory's speed;
+/// everything else, and anything that needs gradients (the op has no backward), through
+/// candle's GEMM.
+fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
+    let k = x.dim(candle_core::D::Minus1)?;
+    let few_rows = k > 0 && x.elem_count() / k <= FEW_ROWS;
+    if few_rows
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && x.device().is_cpu()
+        && !x.track_op()
+        && !w.track_op()
+    {
+        if let Some(path) = few_rows_path() {
+            return x
+                .contiguous()?
+                .apply_op2_no_bwd(&w.contiguous()?, &FewRowsProduct(path));
+        }
+    }
+    x.matmul(&w.t()?)
+}
+
+/// The few-row product's path on this CPU, detected once.
+fn few_rows_path() -> Option<FloatRows> {
+    static PATH: std::sync::OnceLock<Option<FloatRows>> = std::sync::OnceLock::new();
+    *PATH.get_or_init(FloatRows::detect)
 }
 
 pub(super) fn tensor_bytes(t: &Tensor) -> usize {

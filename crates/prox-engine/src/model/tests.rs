@@ -334,3 +334,32 @@ fn a_decoding_step_reads_every_weight_but_the_embedding_table_unless_it_is_the_h
         model.weight_bytes() - embedding
     );
 }
+
+#[test]
+fn a_few_float_rows_take_the_few_row_product_unless_gradients_are_needed() {
+    let device = Device::Cpu;
+    let values =
+        |n: usize, scale: f32| (0..n).map(|i| (i as f32 * scale).sin()).collect::<Vec<_>>();
+    let w = Tensor::from_vec(values(5 * 32, 0.37), (5, 32), &device).unwrap();
+    let x = Tensor::from_vec(values(3 * 32, 0.11), (3, 32), &device).unwrap();
+    let reference = x.matmul(&w.t().unwrap()).unwrap();
+    let y = Linear::Float(w.clone()).forward(&x).unwrap();
+    let diff = (y - &reference)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .unwrap();
+    assert!(diff < 1e-5, "few rows differ from the GEMM by {diff}");
+
+    // A trainable weight keeps candle's differentiable product: its gradient is there.
+    let var = candle_core::Var::from_tensor(&w).unwrap();
+    let y = Linear::Float(var.as_tensor().clone()).forward(&x).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let grad = grads
+        .get(var.as_tensor())
+        .expect("a gradient for the weight");
+    // d(sum of x · Wᵀ)/dW: every row is the sum of x's rows.
+    let want = x.sum_keepdim(0).unwrap().broadcast_as((5, 32)).unwrap();
+    let diff = (grad - want)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .unwrap();
+    assert!(diff < 1e-5, "the weight's gradient is off by {diff}");
+}
