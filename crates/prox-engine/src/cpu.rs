@@ -56,6 +56,19 @@ impl fmt::Display for CpuKernels {
     }
 }
 
+/// Proof that this CPU has AVX2 and FMA: only [`Avx2::detect`] makes one, and the kernels
+/// compiled for them (the Q8_0 kernels, the few-row product) take one as leave to run.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    pub(crate) fn detect() -> Option<Avx2> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
+    }
+}
+
 /// The path `gemm` 0.19 picks, by the same tests in the same order as its dispatch
 /// (`gemm-common`'s `init_gemm_fn`) as the workspace builds it: FMA (with AVX2), else scalar.
 /// Its AVX-512 kernels sit behind its `x86-v4` feature, left off on purpose: on an AMD EPYC

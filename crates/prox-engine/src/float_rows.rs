@@ -6,7 +6,8 @@
 //! `gemm` crate (candle's float GEMM) is built for large products; for a few rows it reached
 //! about 45% of the machine's copy bandwidth at one row and less at eight. Here each task
 //! streams its own band of weight rows once and takes every dot product of a row while it is
-//! in L1, and the compiler vectorizes the lanes for the CPU's widest FMA.
+//! in L1, with the CPU's widest FMA (AVX-512F or AVX2 intrinsics: left to the compiler, the
+//! groups of more than a few rows were not vectorized).
 //!
 //! Every dot product is summed in the same order whatever the number of rows, so a
 //! sequence's result does not depend on what it is decoded with.
@@ -36,7 +37,8 @@ pub enum FloatRows {
 }
 
 impl FloatRows {
-    /// The widest path this CPU runs, or `None` (the GEMM takes every product then).
+    /// The widest path this CPU runs, or `None` (the GEMM takes every product then); cheap
+    /// enough for every product, as the standard library caches the CPU's features.
     pub fn detect() -> Option<FloatRows> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -161,16 +163,7 @@ mod x86 {
 
     use super::{lane_sum, GROUP_ROWS};
 
-    /// Proof that this CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Avx2(());
-
-    impl Avx2 {
-        pub(super) fn detect() -> Option<Avx2> {
-            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-                .then_some(Avx2(()))
-        }
-    }
+    pub(super) use crate::cpu::Avx2;
 
     /// Proof that this CPU has AVX-512F (with AVX2 and FMA).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -760,16 +760,7 @@ mod x86 {
     /// Bytes of a [`Slice`].
     const SLICE_BYTES: usize = SLICE_VALUES * GROUP;
 
-    /// Proof that this CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
-    #[derive(Clone, Copy, Debug)]
-    pub(super) struct Avx2(());
-
-    impl Avx2 {
-        pub(super) fn detect() -> Option<Avx2> {
-            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-                .then_some(Avx2(()))
-        }
-    }
+    pub(super) use crate::cpu::Avx2;
 
     /// Proof of a 256-bit `vpdpbusd`: AVX-VNNI (`vex`), or AVX512-VNNI with AVX512-VL.
     #[derive(Clone, Copy, Debug)]

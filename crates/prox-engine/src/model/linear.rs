@@ -223,19 +223,13 @@ fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
         && !x.track_op()
         && !w.track_op()
     {
-        if let Some(path) = few_rows_path() {
+        if let Some(path) = FloatRows::detect() {
             return x
                 .contiguous()?
                 .apply_op2_no_bwd(&w.contiguous()?, &FewRowsProduct(path));
         }
     }
     x.matmul(&w.t()?)
-}
-
-/// The few-row product's path on this CPU, detected once.
-fn few_rows_path() -> Option<FloatRows> {
-    static PATH: std::sync::OnceLock<Option<FloatRows>> = std::sync::OnceLock::new();
-    *PATH.get_or_init(FloatRows::detect)
 }
 
 pub(super) fn tensor_bytes(t: &Tensor) -> usize {
