@@ -35,6 +35,7 @@ mod cpu;
 mod device;
 mod error;
 pub mod float_rows;
+pub mod fused;
 mod generate;
 pub mod gguf;
 pub mod gguf_tokenizer;

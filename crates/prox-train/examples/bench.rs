@@ -50,6 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         head_dim: hidden / base.num_heads,
         ..base
     };
+    // As the trainers do.
+    prox_train::allocator::keep_freed_memory();
     let model = TrainableModel::init(&cfg, 1, &Device::Cpu)?;
     let sizes: Vec<usize> = model.params.iter().map(|(_, v)| v.elem_count()).collect();
     let mut params = model.host_params()?;

@@ -35,6 +35,7 @@
 //! # Ok::<(), prox_train::Error>(())
 //! ```
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod data;
 mod error;

@@ -307,12 +307,14 @@ pub(crate) trait Steps {
 
 /// Trains until the last step, or until `stop_after` steps are done (as if killed right after
 /// that step), logging every step and validating and checkpointing when due. Returns the last
-/// checkpoint written, if any.
+/// checkpoint written, if any. Freed memory is kept for the next step
+/// ([`crate::allocator::keep_freed_memory`]).
 pub(crate) fn run(
     steps: &mut impl Steps,
     reporter: &mut dyn Reporter,
     stop_after: Option<u64>,
 ) -> Result<Option<PathBuf>> {
+    crate::allocator::keep_freed_memory();
     let max_steps = steps.run_state().max_steps;
     let started = Instant::now();
     let first_step = steps.run_state().step;

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use prox_engine::{Config, LogitsAt};
 use serde::{Deserialize, Serialize};
 
@@ -197,10 +197,7 @@ pub fn sft_loss(
     let logits = model
         .llama
         .forward_uncached(&inputs, &LogitsAt::Rows(rows))?;
-    let n = targets.len();
-    let targets = Tensor::from_vec(targets, (n, 1), logits.device())?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = log_probs.gather(&targets, 1)?;
+    let picked = prox_engine::fused::target_log_probs(&logits, &targets)?;
     Ok(picked.sum_all()?.affine(-1.0 / denominator, 0.0)?)
 }
 

@@ -163,9 +163,8 @@ pub fn block_loss(model: &TrainableModel, blocks: &[Vec<u32>]) -> Result<Tensor>
     }
     let targets: Vec<u32> = blocks.iter().flat_map(|b| b[1..].iter().copied()).collect();
     let logits = model.llama.forward_uncached(&inputs, &LogitsAt::All)?;
-    let n = targets.len();
-    let targets = Tensor::from_vec(targets, n, logits.device())?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    let picked = prox_engine::fused::target_log_probs(&logits, &targets)?;
+    Ok(picked.sum_all()?.affine(-1.0 / targets.len() as f64, 0.0)?)
 }
 
 /// Forward and backward passes over micro-batches, gradients summed as PyTorch accumulates

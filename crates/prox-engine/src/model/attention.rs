@@ -163,7 +163,7 @@ impl Attention {
                     let q_i = q.narrow(0, offset, *len)?;
                     let k_i = k.narrow(0, offset, *len)?;
                     let v_i = v.narrow(0, offset, *len)?;
-                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale, true)?);
+                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale)?);
                     offset += len;
                 }
             }
@@ -200,7 +200,6 @@ impl Attention {
                     &k.narrow(0, 0, visible)?,
                     &v.narrow(0, 0, visible)?,
                     scale,
-                    false,
                 )?);
                 start += len;
             }
@@ -226,7 +225,7 @@ impl Attention {
                 None,
             );
         }
-        self.attend_matmul(q, k, v, scale, false)
+        self.attend_matmul(q, k, v, scale)
     }
 
     /// Differentiable attention of one sequence: `q` `[lq, heads, dim]` over `k`, `v`
@@ -238,9 +237,8 @@ impl Attention {
         k: &Tensor,
         v: &Tensor,
         scale: f64,
-        differentiable: bool,
     ) -> CResult<Tensor> {
-        let (lq, lk) = (q.dim(0)?, k.dim(0)?);
+        let lq = q.dim(0)?;
         let rep = self.num_heads / self.num_kv_heads;
         let dtype = q.dtype();
         // Heads sharing a key/value head are stacked, so one matmul per kv head serves them.
@@ -251,35 +249,9 @@ impl Attention {
         ))?;
         let k = k.transpose(0, 1)?.contiguous()?;
         let v = v.transpose(0, 1)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let scores = if lq > 1 {
-            let offset = lk - lq;
-            let mask: Vec<f32> = (0..lq)
-                .flat_map(|i| {
-                    (0..lk).map(move |j| {
-                        if j > i + offset {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            let mask = Tensor::from_vec(mask, (lq, lk), scores.device())?;
-            scores
-                .reshape((self.num_kv_heads, rep, lq, lk))?
-                .broadcast_add(&mask)?
-                .reshape((self.num_kv_heads, rep * lq, lk))?
-        } else {
-            scores
-        };
         // Softmax in f32 whatever the compute dtype.
-        // The fused kernel has no backward pass (its gradient would silently be dropped).
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
+        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        let probs = crate::fused::causal_softmax(&scores, scale, lq)?;
         let probs = probs.to_dtype(dtype)?;
         probs
             .matmul(&v)?

@@ -29,8 +29,8 @@ impl RmsNorm {
 
     fn forward(&self, x: &Tensor, differentiable: bool) -> CResult<Tensor> {
         if differentiable {
-            // The fused kernel has no backward pass; the composite one does.
-            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32)
+            // candle's fused kernel has no backward pass.
+            crate::fused::rms_norm(x, &self.weight, self.eps as f32)
         } else {
             candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)
         }

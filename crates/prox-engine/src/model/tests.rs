@@ -295,7 +295,7 @@ fn decoding_by_matrix_products_as_on_a_gpu_equals_the_fused_cpu_kernel() {
     for lq in [1, 2, 5, GEMM_ATTENTION_MIN_QUERIES - 4] {
         let q = randn((lq, cfg.num_heads, cfg.head_dim)).unwrap();
         let fused = attn.attend_cached(&q, &k, &v, scale).unwrap();
-        let gemm = attn.attend_matmul(&q, &k, &v, scale, false).unwrap();
+        let gemm = attn.attend_matmul(&q, &k, &v, scale).unwrap();
         assert_eq!(fused.dims(), gemm.dims());
         let diff = max_abs_diff(&fused, &gemm);
         assert!(diff < 1e-5, "{lq} queries: {diff}");

@@ -1,0 +1,575 @@
+//! Fused float32 CPU operations with backward passes, for the differentiable forward pass
+//! (training and log-likelihoods): attention's causal softmax, RMS norm, and the log
+//! probability of each row's target.
+//!
+//! candle's composite forms of these allocate and traverse a tensor for every elementary
+//! step, forward and backward (a softmax alone is six passes forward and as many backward, plus
+//! a zero-filled buffer per node), and its fused kernels have no backward pass. On the CPU these
+//! passes, not the matrix products, took most of a fine-tuning step. Each function here takes
+//! one pass forward and one backward; on other devices and dtypes it falls back to the
+//! composite form, so the results agree to rounding.
+//!
+//! Every reduction runs within one row (or, for RMS norm's scale gradient, over rows in a fixed
+//! order), so the bits do not depend on the number of threads.
+
+use std::sync::Arc;
+
+use candle_core::cpu::kernels::VecOps;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
+use rayon::prelude::*;
+
+/// `softmax(scores · scale)` over the last dimension with a causal mask, for the stacked
+/// heads of [`crate::Attention`]: `scores` is `[.., rows, keys]`, row `r` belongs to query
+/// `r % queries`, and query `i` sees the keys up to `i + offset` (the queries being the last
+/// `queries` of the `keys` positions, `offset = keys - queries`). Masked entries are zero.
+pub fn causal_softmax(scores: &Tensor, scale: f64, queries: usize) -> Result<Tensor> {
+    let keys = scores.dim(D::Minus1)?;
+    if queries == 0 || queries > keys {
+        candle_core::bail!("causal softmax: {queries} queries over {keys} keys");
+    }
+    let op = CausalSoftmax {
+        scale: scale as f32,
+        queries,
+        offset: keys - queries,
+    };
+    if is_cpu_f32(scores) {
+        return scores.contiguous()?.apply_op1(op);
+    }
+    let mask = op.mask(scores.dim(D::Minus2)?, keys, scores.device())?;
+    let mask = mask.to_dtype(scores.dtype())?;
+    let scores = (scores * scale)?.broadcast_add(&mask)?;
+    if scores.track_op() {
+        candle_nn::ops::softmax(&scores, D::Minus1)
+    } else {
+        // The fused forward kernel, on the devices candle has it for.
+        candle_nn::ops::softmax_last_dim(&scores)
+    }
+}
+
+/// Root-mean-square normalisation of the last dimension with a learned scale `alpha`:
+/// `x / sqrt(mean(x²) + eps) · alpha`.
+pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
+    if is_cpu_f32(x) && is_cpu_f32(alpha) && x.dim(D::Minus1)? == alpha.dims1()? {
+        return x
+            .contiguous()?
+            .apply_op2(&alpha.contiguous()?, RmsNorm { eps });
+    }
+    candle_nn::ops::rms_norm_slow(x, alpha, eps)
+}
+
+/// `log_softmax(logits)[r, targets[r]]` for each row of `logits` `[rows, vocab]`: the log
+/// probability of every row's target, `[rows]`.
+pub fn target_log_probs(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, vocab) = logits.dims2()?;
+    if targets.len() != rows {
+        candle_core::bail!("{} targets for {rows} rows of logits", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target {t} is outside the vocabulary of {vocab}");
+    }
+    if is_cpu_f32(logits) {
+        return logits.contiguous()?.apply_op1(TargetLogProbs {
+            targets: Arc::new(targets.to_vec()),
+        });
+    }
+    let targets = Tensor::from_slice(targets, (rows, 1), logits.device())?;
+    candle_nn::ops::log_softmax(logits, D::Minus1)?
+        .gather(&targets, 1)?
+        .squeeze(1)
+}
+
+fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The contiguous f32 values of a CPU operand.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let all = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&all[start..end]),
+        None => candle_core::bail!("a fused operation needs a contiguous operand"),
+    }
+}
+
+/// The sum of `a[i] · b[i]`, in eight lanes so that it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The sum of a row as candle's CPU reductions (`sum_keepdim`, its softmax) add it, so that
+/// the fused passes round as the composite ones do.
+#[allow(unsafe_code)]
+fn candle_sum(x: &[f32]) -> f32 {
+    let mut total = 0f32;
+    // SAFETY: `x` holds `x.len()` values and `total` is a valid place for the result.
+    unsafe { <f32 as VecOps>::vec_reduce_sum(x.as_ptr(), &mut total, x.len()) };
+    total
+}
+
+/// The maximum of a row (minus infinity for an empty one).
+fn max(x: &[f32]) -> f32 {
+    x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CausalSoftmax {
+    scale: f32,
+    queries: usize,
+    offset: usize,
+}
+
+impl CausalSoftmax {
+    /// How many keys row `r` sees.
+    fn visible(&self, r: usize) -> usize {
+        r % self.queries + self.offset + 1
+    }
+
+    /// The additive mask of the composite form: `[rows, keys]`, 0 where seen, -inf elsewhere.
+    fn mask(&self, rows: usize, keys: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let mask: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                let visible = self.visible(r);
+                (0..keys).map(move |j| if j < visible { 0.0 } else { f32::NEG_INFINITY })
+            })
+            .collect();
+        Tensor::from_vec(mask, (rows, keys), device)
+    }
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let scores = values(storage, layout)?;
+        let keys = layout.shape().dims()[layout.shape().rank() - 1];
+        let mut probs = vec![0f32; scores.len()];
+        probs
+            .par_chunks_mut(keys)
+            .zip(scores.par_chunks(keys))
+            .enumerate()
+            .for_each(|(r, (p, s))| {
+                let n = self.visible(r);
+                let max = s[..n]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x * self.scale));
+                for (p, &x) in p.iter_mut().zip(&s[..n]) {
+                    *p = (x * self.scale - max).exp();
+                }
+                // Over the whole row, masked zeros included, as the masked softmax adds.
+                let total = candle_sum(p);
+                for p in &mut p[..n] {
+                    *p /= total;
+                }
+            });
+        Ok((CpuStorage::F32(probs), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _scores: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(probs.apply_op2_no_bwd(&grad.contiguous()?, self)?))
+    }
+}
+
+/// The backward pass of [`CausalSoftmax`]: `scale · p · (g - Σ p·g)` per row.
+impl CustomOp2 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (probs, grad) = (values(s1, l1)?, values(s2, l2)?);
+        let keys = l1.shape().dims()[l1.shape().rank() - 1];
+        let mut out = vec![0f32; probs.len()];
+        out.par_chunks_mut(keys)
+            .zip(probs.par_chunks(keys).zip(grad.par_chunks(keys)))
+            .enumerate()
+            .for_each(|(r, (o, (p, g)))| {
+                let n = self.visible(r);
+                let (o, p, g) = (&mut o[..n], &p[..n], &g[..n]);
+                let inner = dot(p, g);
+                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                    *o = self.scale * p * (g - inner);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RmsNorm {
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// `sqrt(mean(x²) + eps)` of one row, rounded as candle's composite RMS norm rounds it
+    /// (so that the forward pass gives its bits); `squares` is room for the row's squares.
+    fn root_mean_square(&self, x: &[f32], squares: &mut Vec<f32>) -> f32 {
+        squares.clear();
+        squares.extend(x.iter().map(|v| v * v));
+        let mean = candle_sum(squares) * (1.0 / x.len() as f64) as f32;
+        (mean + self.eps).sqrt()
+    }
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, alpha) = (values(s1, l1)?, values(s2, l2)?);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(alpha.len())
+            .zip(x.par_chunks(alpha.len()))
+            .for_each_init(Vec::new, |squares, (y, x)| {
+                let rms = self.root_mean_square(x, squares);
+                for ((y, &x), &a) in y.iter_mut().zip(x).zip(alpha) {
+                    *y = x / rms * a;
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        alpha: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_x = x.apply_op3_no_bwd(alpha, &grad, &RmsNormInputGrad(*self))?;
+        let grad_alpha = x.apply_op2_no_bwd(&grad, &RmsNormScaleGrad(*self))?;
+        Ok((Some(grad_x), Some(grad_alpha)))
+    }
+}
+
+/// `∂/∂x` of RMS norm: `(g·α)/σ - x · Σ(g·α·x) / (n σ³)` per row, `σ` the row's RMS.
+struct RmsNormInputGrad(RmsNorm);
+
+impl CustomOp3 for RmsNormInputGrad {
+    fn name(&self) -> &'static str {
+        "rms-norm-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, alpha, grad) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let n = alpha.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n).zip(grad.par_chunks(n)))
+            .for_each_init(Vec::new, |squares, (o, (x, g))| {
+                let rms = self.0.root_mean_square(x, squares);
+                for ((o, &g), &a) in o.iter_mut().zip(g).zip(alpha) {
+                    *o = g * a;
+                }
+                let inner = dot(o, x) / (n as f32 * rms * rms * rms);
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = *o / rms - x * inner;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `∂/∂α` of RMS norm: `Σ_rows g · x / σ`, rows added in order.
+struct RmsNormScaleGrad(RmsNorm);
+
+impl CustomOp2 for RmsNormScaleGrad {
+    fn name(&self) -> &'static str {
+        "rms-norm-scale-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, grad) = (values(s1, l1)?, values(s2, l2)?);
+        let n = l1.shape().dims()[l1.shape().rank() - 1];
+        let mut total = vec![0f32; n];
+        let mut squares = Vec::with_capacity(n);
+        for (x, g) in x.chunks(n).zip(grad.chunks(n)) {
+            let rms = self.0.root_mean_square(x, &mut squares);
+            for ((t, &x), &g) in total.iter_mut().zip(x).zip(g) {
+                *t += g * (x / rms);
+            }
+        }
+        Ok((CpuStorage::F32(total), Shape::from(n)))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TargetLogProbs {
+    targets: Arc<Vec<u32>>,
+}
+
+/// `exp(x - max)` of a row into `out`; returns `max` and the sum of `out`.
+fn exp_shifted(x: &[f32], out: &mut [f32]) -> (f32, f32) {
+    let max = max(x);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - max).exp();
+    }
+    (max, candle_sum(out))
+}
+
+impl CustomOp1 for TargetLogProbs {
+    fn name(&self) -> &'static str {
+        "target-log-probs"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let logits = values(storage, layout)?;
+        let vocab = layout.shape().dims()[1];
+        let picked: Vec<f32> = logits
+            .par_chunks(vocab)
+            .zip(self.targets.par_iter())
+            .map_init(
+                || vec![0f32; vocab],
+                |exps, (row, &t)| {
+                    let (max, sum) = exp_shifted(row, exps);
+                    (row[t as usize] - max) - sum.ln()
+                },
+            )
+            .collect();
+        Ok((CpuStorage::F32(picked), Shape::from(self.targets.len())))
+    }
+
+    fn bwd(&self, logits: &Tensor, _picked: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(logits.apply_op2_no_bwd(&grad.contiguous()?, self)?))
+    }
+}
+
+/// The backward pass of [`TargetLogProbs`]: `g_r · (1[j = t_r] - softmax(x_r)_j)`, computed
+/// again from the logits with the composite's roundings. They matter: AdamW turns the smallest
+/// differences in the output head's many tiny gradients into a drift that the golden steps of
+/// prox-train see (other roundings of the same formula doubled it).
+impl CustomOp2 for TargetLogProbs {
+    fn name(&self) -> &'static str {
+        "target-log-probs-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, grad) = (values(s1, l1)?, values(s2, l2)?);
+        let vocab = l1.shape().dims()[1];
+        let mut out = vec![0f32; logits.len()];
+        out.par_chunks_mut(vocab)
+            .zip(logits.par_chunks(vocab))
+            .enumerate()
+            .for_each(|(r, (o, x))| {
+                let t = self.targets[r] as usize;
+                let (max, sum) = exp_shifted(x, o);
+                let g = -grad[r] / sum;
+                for o in o.iter_mut() {
+                    *o *= g;
+                }
+                o[t] += grad[r];
+                // The composite's `x - max` passes `-Σ` of this row's gradient to the maximum;
+                // zero but for rounding, and kept so that both round alike.
+                let through_max = -candle_sum(o);
+                for (o, &x) in o.iter_mut().zip(x) {
+                    if x == max {
+                        *o += through_max;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// Deterministic values spread over about [-3, 3].
+    fn tensor(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| {
+                (((i as u64 * 2654435761 + seed * 40503) % 10007) as f32 / 10007.0 - 0.5) * 6.0
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 2e-6 + 2e-5 * w.abs(),
+                "{what}[{i}]: fused {g}, composite {w}"
+            );
+        }
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The value and the gradient of `Σ f(x) · weights` with respect to each input.
+    fn gradients(
+        inputs: &[&Tensor],
+        weights: &Tensor,
+        f: impl Fn(&[Tensor]) -> Tensor,
+    ) -> (Tensor, Vec<Tensor>) {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&tensors);
+        let grads = (&y * weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads = tensors
+            .iter()
+            .map(|t| grads.get(t).unwrap().clone())
+            .collect();
+        (y, grads)
+    }
+
+    #[test]
+    fn causal_softmax_equals_the_masked_composite_forward_and_backward() {
+        // Two kv heads of three stacked query heads, 4 queries over 7 keys (offset 3), and a
+        // prefill of 5 over 5.
+        for (shape, queries) in [([2, 12, 7], 4), ([1, 5, 5], 5), ([3, 2, 9], 1)] {
+            let scores = tensor(&shape, 1);
+            let weights = tensor(&shape, 2);
+            let scale = 0.35;
+            let (fused, fused_grad) = gradients(&[&scores], &weights, |x| {
+                causal_softmax(&x[0], scale, queries).unwrap()
+            });
+            let op = CausalSoftmax {
+                scale: scale as f32,
+                queries,
+                offset: shape[2] - queries,
+            };
+            let mask = op.mask(shape[1], shape[2], &Device::Cpu).unwrap();
+            let (composite, composite_grad) = gradients(&[&scores], &weights, |x| {
+                let masked = (&x[0] * scale).unwrap().broadcast_add(&mask).unwrap();
+                candle_nn::ops::softmax(&masked, D::Minus1).unwrap()
+            });
+            assert_close(&fused, &composite, "probabilities");
+            // Forward, the bits of candle's fused softmax over the masked scores, which
+            // prefill used before.
+            let masked = (&scores * scale).unwrap().broadcast_add(&mask).unwrap();
+            let last_dim = candle_nn::ops::softmax_last_dim(&masked).unwrap();
+            assert_eq!(bits(&fused), bits(&last_dim), "probabilities");
+            assert_close(&fused_grad[0], &composite_grad[0], "score gradient");
+            // Row 0 of the first case sees keys 0..=3 only.
+            let first = fused.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let visible = op.visible(0);
+            assert!(first[visible..shape[2]].iter().all(|&p| p == 0.0));
+            assert!((first[..visible].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rms_norm_equals_the_composite_forward_and_backward() {
+        for rows in [1, 3, 17] {
+            let x = tensor(&[rows, 40], 3);
+            let alpha = (tensor(&[40], 4) * 0.5).unwrap();
+            let weights = tensor(&[rows, 40], 5);
+            let (fused, fused_grads) = gradients(&[&x, &alpha], &weights, |t| {
+                rms_norm(&t[0], &t[1], 1e-5).unwrap()
+            });
+            let (composite, composite_grads) = gradients(&[&x, &alpha], &weights, |t| {
+                candle_nn::ops::rms_norm_slow(&t[0], &t[1], 1e-5).unwrap()
+            });
+            assert_eq!(bits(&fused), bits(&composite), "normalised");
+            assert_close(&fused_grads[0], &composite_grads[0], "input gradient");
+            assert_close(&fused_grads[1], &composite_grads[1], "scale gradient");
+        }
+    }
+
+    #[test]
+    fn target_log_probs_equal_log_softmax_gathered_forward_and_backward() {
+        let logits = (tensor(&[6, 37], 6) * 4.0).unwrap();
+        let targets = [0u32, 36, 5, 5, 17, 2];
+        let weights = tensor(&[6], 7);
+        let (fused, fused_grad) = gradients(&[&logits], &weights, |t| {
+            target_log_probs(&t[0], &targets).unwrap()
+        });
+        let (composite, composite_grad) = gradients(&[&logits], &weights, |t| {
+            let index = Tensor::from_slice(&targets, (6, 1), &Device::Cpu).unwrap();
+            candle_nn::ops::log_softmax(&t[0], D::Minus1)
+                .unwrap()
+                .gather(&index, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+        });
+        // The same roundings as the composite, to the bit.
+        assert_eq!(bits(&fused), bits(&composite), "log probabilities");
+        assert_eq!(
+            bits(&fused_grad[0]),
+            bits(&composite_grad[0]),
+            "logit gradient"
+        );
+    }
+
+    #[test]
+    fn bad_shapes_and_targets_are_refused() {
+        let logits = tensor(&[2, 5], 8);
+        assert!(target_log_probs(&logits, &[1]).is_err());
+        let err = target_log_probs(&logits, &[1, 5]).unwrap_err().to_string();
+        assert!(
+            err.contains("target 5 is outside the vocabulary of 5"),
+            "{err}"
+        );
+        assert!(causal_softmax(&tensor(&[1, 4, 3], 9), 1.0, 4).is_err());
+        assert!(causal_softmax(&tensor(&[1, 4, 3], 9), 1.0, 0).is_err());
+    }
+}
