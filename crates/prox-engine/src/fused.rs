@@ -1,6 +1,6 @@
 //! Fused float32 CPU operations with backward passes, for the differentiable forward pass
-//! (training and log-likelihoods): attention's causal softmax, RMS norm, and the log
-//! probability of each row's target.
+//! (training and log-likelihoods): causal attention and its softmax, RMS norm, the rotary
+//! embedding, the SwiGLU of the MLP, and the log probability of each row's target.
 //!
 //! candle's composite forms of these allocate and traverse a tensor for every elementary
 //! step, forward and backward (a softmax alone is six passes forward and as many backward, plus
@@ -12,13 +12,51 @@
 //! Every reduction runs within one row (or, for RMS norm's scale gradient, over rows in a fixed
 //! order), so the bits do not depend on the number of threads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::cpu::kernels::VecOps;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
+
+/// Causal attention of one sequence's stacked heads: `softmax(q·kᵀ · scale) · v` with the
+/// mask of [`causal_softmax`], `q` `[kv_heads, rows, dim]` (rows = heads per kv head ·
+/// `queries`), `k` and `v` `[kv_heads, keys, dim]`; returns `[kv_heads, rows, dim]`. The
+/// softmax is taken in f32 whatever the dtype.
+///
+/// On the CPU in f32 it is one node of the autograd graph: the score and probability matrices,
+/// the largest tensors of a training step, never become nodes, each of which candle's backward
+/// pass would give a zero-filled gradient and an addition of its size. The probabilities are
+/// kept for the backward pass.
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    queries: usize,
+) -> Result<Tensor> {
+    let keys = k.dim(1)?;
+    if queries == 0 || queries > keys {
+        candle_core::bail!("causal attention: {queries} queries over {keys} keys");
+    }
+    if is_cpu_f32(q) && is_cpu_f32(k) && is_cpu_f32(v) {
+        let op = CausalAttention {
+            softmax: CausalSoftmax {
+                scale: scale as f32,
+                queries,
+                offset: keys - queries,
+            },
+            probs: Mutex::new(None),
+        };
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
+    let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+    let probs = causal_softmax(&scores, scale, queries)?;
+    probs.to_dtype(v.dtype())?.matmul(v)
+}
 
 /// `softmax(scores · scale)` over the last dimension with a causal mask, for the stacked
 /// heads of [`crate::Attention`]: `scores` is `[.., rows, keys]`, row `r` belongs to query
@@ -57,6 +95,41 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
             .apply_op2(&alpha.contiguous()?, RmsNorm { eps });
     }
     candle_nn::ops::rms_norm_slow(x, alpha, eps)
+}
+
+/// `silu(gate) · up`, the SwiGLU of the MLP, elementwise.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if is_cpu_f32(gate) && is_cpu_f32(up) && gate.shape() == up.shape() {
+        return gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu);
+    }
+    gate.silu()? * up
+}
+
+/// The rotary embedding of `x` `[tokens, heads, dim]` (halves rotated, not interleaved), each
+/// token by its own row of `cos` and `sin` `[tokens, dim / 2]`: candle's `rope_slow` in the
+/// token-major layout, without its transposes.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (tokens, _, dim) = x.dims3()?;
+    if cos.dims() != [tokens, dim / 2] || sin.dims() != cos.dims() || dim % 2 != 0 {
+        candle_core::bail!(
+            "rope: x {:?} against cos {:?} and sin {:?}",
+            x.dims(),
+            cos.dims(),
+            sin.dims()
+        );
+    }
+    if is_cpu_f32(x) && is_cpu_f32(cos) && is_cpu_f32(sin) {
+        return x.contiguous()?.apply_op3(
+            &cos.contiguous()?,
+            &sin.contiguous()?,
+            Rope { inverse: false },
+        );
+    }
+    let xt = x.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+    candle_nn::rotary_emb::rope_slow(&xt, cos, sin)?
+        .squeeze(0)?
+        .transpose(0, 1)?
+        .contiguous()
 }
 
 /// `log_softmax(logits)[r, targets[r]]` for each row of `logits` `[rows, vocab]`: the log
@@ -217,6 +290,81 @@ impl CustomOp2 for CausalSoftmax {
     }
 }
 
+struct CausalAttention {
+    softmax: CausalSoftmax,
+    /// The forward pass's probabilities, taken by the backward pass.
+    probs: Mutex<Option<Tensor>>,
+}
+
+impl CausalAttention {
+    /// The probabilities of `q` over `k`, outside the autograd graph.
+    fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+        q.matmul(&k.t()?)?.apply_op1_no_bwd(&self.softmax)
+    }
+}
+
+/// A CPU operand as a tensor of its own (a copy: the operands are the small `q`, `k`, `v`).
+fn operand(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
+    Tensor::from_slice(
+        values(storage, layout)?,
+        layout.shape(),
+        &candle_core::Device::Cpu,
+    )
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (operand(s1, l1)?, operand(s2, l2)?, operand(s3, l3)?);
+        let probs = self.probs(&q, &k)?;
+        let out = probs.matmul(&v)?;
+        *self
+            .probs
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some(probs);
+        let shape = out.shape().clone();
+        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1()?), shape))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let kept = self
+            .probs
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
+            .take();
+        let probs = match kept {
+            Some(probs) => probs,
+            None => self.probs(&q, &k)?,
+        };
+        let grad = grad.detach().contiguous()?;
+        let grad_v = probs.t()?.matmul(&grad)?;
+        let grad_probs = grad.matmul(&v.t()?)?;
+        let grad_scores = probs.apply_op2_no_bwd(&grad_probs, &self.softmax)?;
+        let grad_q = grad_scores.matmul(&k)?;
+        let grad_k = grad_scores.t()?.matmul(&q)?;
+        Ok((Some(grad_q), Some(grad_k), Some(grad_v)))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct RmsNorm {
     eps: f32,
@@ -334,6 +482,151 @@ impl CustomOp2 for RmsNormScaleGrad {
             }
         }
         Ok((CpuStorage::F32(total), Shape::from(n)))
+    }
+}
+
+/// `f` of the values at each position of equally long slices, in parallel blocks.
+fn elementwise<const N: usize>(
+    inputs: [&[f32]; N],
+    f: impl Fn([f32; N]) -> f32 + Sync,
+) -> Vec<f32> {
+    const BLOCK: usize = 1 << 14;
+    let mut out = vec![0f32; inputs[0].len()];
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let start = block * BLOCK;
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(inputs.map(|x| x[start + i]));
+            }
+        });
+    out
+}
+
+/// candle's `silu`, to the bit.
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+struct SwiGlu;
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = elementwise([values(s1, l1)?, values(s2, l2)?], |[g, u]| silu(g) * u);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_gate = gate.apply_op3_no_bwd(up, &grad, &SwiGluGrad { wrt_gate: true })?;
+        let grad_up = gate.apply_op3_no_bwd(up, &grad, &SwiGluGrad { wrt_gate: false })?;
+        Ok((Some(grad_gate), Some(grad_up)))
+    }
+}
+
+/// A gradient of [`SwiGlu`] from `(gate, up, grad)`: `grad · up · silu'(gate)` with
+/// `silu'(x) = σ(x) · (1 + x · (1 - σ(x)))`, or `grad · silu(gate)`.
+struct SwiGluGrad {
+    wrt_gate: bool,
+}
+
+impl CustomOp3 for SwiGluGrad {
+    fn name(&self) -> &'static str {
+        "swiglu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let inputs = [values(s1, l1)?, values(s2, l2)?, values(s3, l3)?];
+        let out = if self.wrt_gate {
+            elementwise(inputs, |[g, u, d]| {
+                let sigmoid = 1.0 / (1.0 + (-g).exp());
+                d * u * (sigmoid * (1.0 + g * (1.0 - sigmoid)))
+            })
+        } else {
+            elementwise(inputs, |[g, _, d]| d * silu(g))
+        };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// The rotation of [`rope`]; `inverse` rotates by minus the angle, which is its gradient.
+struct Rope {
+    inverse: bool,
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, cos, sin) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let half = l2.shape().dims()[1];
+        let per_token = x.len() / l2.shape().dims()[0];
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(per_token)
+            .zip(x.par_chunks(per_token))
+            .zip(cos.par_chunks(half).zip(sin.par_chunks(half)))
+            .for_each(|((y, x), (cos, sin))| {
+                for (y, x) in y.chunks_mut(2 * half).zip(x.chunks(2 * half)) {
+                    let (x1, x2) = x.split_at(half);
+                    let (y1, y2) = y.split_at_mut(half);
+                    for j in 0..half {
+                        let (c, s) = (cos[j], if self.inverse { -sin[j] } else { sin[j] });
+                        // As rope_slow: x · cos + rotate_half(x) · sin, rotate_half(x) = (-x2, x1).
+                        y1[j] = x1[j] * c + -x2[j] * s;
+                        y2[j] = x2[j] * c + x1[j] * s;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let inverse = Rope {
+            inverse: !self.inverse,
+        };
+        let grad_x = grad.contiguous()?.apply_op3_no_bwd(cos, sin, &inverse)?;
+        Ok((Some(grad_x), None, None))
     }
 }
 
@@ -514,6 +807,64 @@ mod tests {
             assert!(first[visible..shape[2]].iter().all(|&p| p == 0.0));
             assert!((first[..visible].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn causal_attention_equals_its_composite_forward_and_backward() {
+        // Two kv heads of two stacked query heads: 3 queries over 5 keys, head dim 4.
+        let (queries, keys, scale) = (3, 5, 0.5);
+        let q = tensor(&[2, 2 * queries, 4], 10);
+        let k = tensor(&[2, keys, 4], 11);
+        let v = tensor(&[2, keys, 4], 12);
+        let weights = tensor(&[2, 2 * queries, 4], 13);
+        let (fused, fused_grads) = gradients(&[&q, &k, &v], &weights, |t| {
+            causal_attention(&t[0], &t[1], &t[2], scale, queries).unwrap()
+        });
+        let (composite, composite_grads) = gradients(&[&q, &k, &v], &weights, |t| {
+            let scores = t[0].matmul(&t[1].t().unwrap()).unwrap();
+            let probs = causal_softmax(&scores, scale, queries).unwrap();
+            probs.matmul(&t[2]).unwrap()
+        });
+        assert_eq!(bits(&fused), bits(&composite), "attention");
+        for (i, name) in ["q", "k", "v"].iter().enumerate() {
+            assert_close(&fused_grads[i], &composite_grads[i], name);
+        }
+    }
+
+    #[test]
+    fn swiglu_equals_silu_times_up_forward_and_backward() {
+        // More values than one parallel block, so that blocks meet.
+        let (gate, up) = (tensor(&[3, 7000], 15), tensor(&[3, 7000], 16));
+        let weights = tensor(&[3, 7000], 17);
+        let (fused, fused_grads) =
+            gradients(&[&gate, &up], &weights, |t| swiglu(&t[0], &t[1]).unwrap());
+        let (composite, composite_grads) = gradients(&[&gate, &up], &weights, |t| {
+            (t[0].silu().unwrap() * &t[1]).unwrap()
+        });
+        assert_eq!(bits(&fused), bits(&composite), "swiglu");
+        assert_close(&fused_grads[0], &composite_grads[0], "gate gradient");
+        assert_close(&fused_grads[1], &composite_grads[1], "up gradient");
+    }
+
+    #[test]
+    fn rope_equals_candles_rope_slow_forward_and_backward() {
+        let x = tensor(&[5, 3, 8], 18);
+        let angles = tensor(&[5, 4], 19);
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        let weights = tensor(&[5, 3, 8], 20);
+        let (fused, fused_grads) = gradients(&[&x], &weights, |t| rope(&t[0], &cos, &sin).unwrap());
+        let (composite, composite_grads) = gradients(&[&x], &weights, |t| {
+            let xt = t[0].transpose(0, 1).unwrap().unsqueeze(0).unwrap();
+            candle_nn::rotary_emb::rope_slow(&xt, &cos, &sin)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap()
+        });
+        assert_eq!(bits(&fused), bits(&composite), "rotated");
+        assert_close(&fused_grads[0], &composite_grads[0], "input gradient");
+        assert!(rope(&x, &cos.narrow(0, 0, 4).unwrap(), &sin).is_err());
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! PyTorch's single-tensor `AdamW` and `clip_grad_norm_` compute them in float32, on host
 //! copies of the parameters (the optimiser state is plain vectors, saved with checkpoints).
 
+use rayon::prelude::*;
+
+/// Values per parallel block of the optimiser's passes.
+const BLOCK: usize = 1 << 16;
+
 /// The optimiser's hyper-parameters (the learning rate comes from the schedule each step).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
@@ -74,30 +79,44 @@ impl AdamW {
                 exp_avg,
                 exp_avg_sq,
             } = moments;
-            for (((p, &g), m), v) in param
-                .iter_mut()
-                .zip(grad)
-                .zip(exp_avg.iter_mut())
-                .zip(exp_avg_sq.iter_mut())
-            {
-                *p *= decay;
-                *m += one_minus_beta1 * (g - *m);
-                *v = *v * beta2 + one_minus_beta2 * g * g;
-                let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                *p += neg_step_size * *m / denom;
-            }
+            // Elementwise, so the blocks' order does not change a bit.
+            param
+                .par_chunks_mut(BLOCK)
+                .zip(grad.par_chunks(BLOCK))
+                .zip(exp_avg.par_chunks_mut(BLOCK))
+                .zip(exp_avg_sq.par_chunks_mut(BLOCK))
+                .for_each(|(((param, grad), exp_avg), exp_avg_sq)| {
+                    for (((p, &g), m), v) in param
+                        .iter_mut()
+                        .zip(grad)
+                        .zip(exp_avg.iter_mut())
+                        .zip(exp_avg_sq.iter_mut())
+                    {
+                        *p *= decay;
+                        *m += one_minus_beta1 * (g - *m);
+                        *v = *v * beta2 + one_minus_beta2 * g * g;
+                        let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                        *p += neg_step_size * *m / denom;
+                    }
+                });
         }
     }
 }
 
 /// The total L2 norm of all gradients (accumulated in f64).
 pub fn total_norm(grads: &[Vec<f32>]) -> f64 {
-    grads
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt()
+    // Partial sums of fixed blocks, added in order: the same bits on any number of threads.
+    let blocks: Vec<f64> = grads
+        .par_iter()
+        .flat_map(|g| g.par_chunks(BLOCK))
+        .map(|block| {
+            block
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+        })
+        .collect();
+    blocks.iter().sum::<f64>().sqrt()
 }
 
 /// Scales the gradients so that their total norm is at most `max_norm`, as
@@ -106,9 +125,10 @@ pub fn clip_by_total_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
     let norm = total_norm(grads);
     let coef = (max_norm as f32 / (norm as f32 + 1e-6)).min(1.0);
     if coef < 1.0 {
-        for x in grads.iter_mut().flat_map(|g| g.iter_mut()) {
-            *x *= coef;
-        }
+        grads
+            .par_iter_mut()
+            .flat_map(|g| g.par_chunks_mut(BLOCK))
+            .for_each(|block| block.iter_mut().for_each(|x| *x *= coef));
     }
     norm
 }

@@ -44,19 +44,24 @@ impl Rotary {
     ) -> CResult<Tensor> {
         let cos = self.cos.index_select(positions, 0)?;
         let sin = self.sin.index_select(positions, 0)?;
-        if !self.interleaved && !differentiable {
+        match (self.interleaved, differentiable) {
             // `rope_thd` takes the token-major layout directly: no transposes.
-            let y = candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, &cos, &sin)?;
-            return y.squeeze(0);
+            (false, false) => {
+                candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, &cos, &sin)?
+                    .squeeze(0)
+            }
+            (false, true) => crate::fused::rope(x, &cos, &sin),
+            (true, _) => {
+                // The interleaved kernels want [batch, heads, tokens, dim].
+                let xt = x.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+                let y = if differentiable {
+                    candle_nn::rotary_emb::rope_i_slow(&xt, &cos, &sin)?
+                } else {
+                    candle_nn::rotary_emb::rope_i(&xt, &cos, &sin)?
+                };
+                y.squeeze(0)?.transpose(0, 1)?.contiguous()
+            }
         }
-        // The other kernels want [batch, heads, tokens, dim].
-        let xt = x.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
-        let y = match (self.interleaved, differentiable) {
-            (false, true) => candle_nn::rotary_emb::rope_slow(&xt, &cos, &sin)?,
-            (true, true) => candle_nn::rotary_emb::rope_i_slow(&xt, &cos, &sin)?,
-            _ => candle_nn::rotary_emb::rope_i(&xt, &cos, &sin)?,
-        };
-        y.squeeze(0)?.transpose(0, 1)?.contiguous()
     }
 }
 
@@ -240,7 +245,6 @@ impl Attention {
     ) -> CResult<Tensor> {
         let lq = q.dim(0)?;
         let rep = self.num_heads / self.num_kv_heads;
-        let dtype = q.dtype();
         // Heads sharing a key/value head are stacked, so one matmul per kv head serves them.
         let q = q.transpose(0, 1)?.contiguous()?.reshape((
             self.num_kv_heads,
@@ -249,12 +253,7 @@ impl Attention {
         ))?;
         let k = k.transpose(0, 1)?.contiguous()?;
         let v = v.transpose(0, 1)?.contiguous()?;
-        // Softmax in f32 whatever the compute dtype.
-        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        let probs = crate::fused::causal_softmax(&scores, scale, lq)?;
-        let probs = probs.to_dtype(dtype)?;
-        probs
-            .matmul(&v)?
+        crate::fused::causal_attention(&q, &k, &v, scale, lq)?
             .reshape((self.num_heads, lq, self.head_dim))?
             .transpose(0, 1)
     }

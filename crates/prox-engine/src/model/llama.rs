@@ -67,9 +67,10 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, batch: &PackedBatch) -> CResult<Tensor> {
-        let gate = self.gate_proj.forward_packed(x, batch)?.silu()?;
+        let gate = self.gate_proj.forward_packed(x, batch)?;
         let up = self.up_proj.forward_packed(x, batch)?;
-        self.down_proj.forward_packed(&(gate * up)?, batch)
+        self.down_proj
+            .forward_packed(&crate::fused::swiglu(&gate, &up)?, batch)
     }
 }
 
