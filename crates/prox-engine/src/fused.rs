@@ -37,21 +37,14 @@ pub fn causal_attention(
     queries: usize,
 ) -> Result<Tensor> {
     let keys = k.dim(1)?;
-    if queries == 0 || queries > keys {
-        candle_core::bail!("causal attention: {queries} queries over {keys} keys");
-    }
     if is_cpu_f32(q) && is_cpu_f32(k) && is_cpu_f32(v) {
         let op = CausalAttention {
-            softmax: CausalSoftmax {
-                scale: scale as f32,
-                queries,
-                offset: keys - queries,
-            },
+            softmax: CausalSoftmax::new(scale, queries, keys)?,
             probs: Mutex::new(None),
         };
         return q
             .contiguous()?
-            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, Fused(op));
     }
     let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
     let probs = causal_softmax(&scores, scale, queries)?;
@@ -64,16 +57,9 @@ pub fn causal_attention(
 /// `queries` of the `keys` positions, `offset = keys - queries`). Masked entries are zero.
 pub fn causal_softmax(scores: &Tensor, scale: f64, queries: usize) -> Result<Tensor> {
     let keys = scores.dim(D::Minus1)?;
-    if queries == 0 || queries > keys {
-        candle_core::bail!("causal softmax: {queries} queries over {keys} keys");
-    }
-    let op = CausalSoftmax {
-        scale: scale as f32,
-        queries,
-        offset: keys - queries,
-    };
+    let op = CausalSoftmax::new(scale, queries, keys)?;
     if is_cpu_f32(scores) {
-        return scores.contiguous()?.apply_op1(op);
+        return scores.contiguous()?.apply_op1(Fused(op));
     }
     let mask = op.mask(scores.dim(D::Minus2)?, keys, scores.device())?;
     let mask = mask.to_dtype(scores.dtype())?;
@@ -92,7 +78,7 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
     if is_cpu_f32(x) && is_cpu_f32(alpha) && x.dim(D::Minus1)? == alpha.dims1()? {
         return x
             .contiguous()?
-            .apply_op2(&alpha.contiguous()?, RmsNorm { eps });
+            .apply_op2(&alpha.contiguous()?, Fused(RmsNorm { eps }));
     }
     candle_nn::ops::rms_norm_slow(x, alpha, eps)
 }
@@ -100,7 +86,9 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
 /// `silu(gate) · up`, the SwiGLU of the MLP, elementwise.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if is_cpu_f32(gate) && is_cpu_f32(up) && gate.shape() == up.shape() {
-        return gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu);
+        return gate
+            .contiguous()?
+            .apply_op2(&up.contiguous()?, Fused(SwiGlu));
     }
     gate.silu()? * up
 }
@@ -122,7 +110,7 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         return x.contiguous()?.apply_op3(
             &cos.contiguous()?,
             &sin.contiguous()?,
-            Rope { inverse: false },
+            Fused(Rope { inverse: false }),
         );
     }
     let xt = x.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
@@ -143,9 +131,9 @@ pub fn target_log_probs(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
         candle_core::bail!("target {t} is outside the vocabulary of {vocab}");
     }
     if is_cpu_f32(logits) {
-        return logits.contiguous()?.apply_op1(TargetLogProbs {
+        return logits.contiguous()?.apply_op1(Fused(TargetLogProbs {
             targets: Arc::new(targets.to_vec()),
-        });
+        }));
     }
     let targets = Tensor::from_slice(targets, (rows, 1), logits.device())?;
     candle_nn::ops::log_softmax(logits, D::Minus1)?
@@ -199,6 +187,140 @@ fn max(x: &[f32]) -> f32 {
     x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
+/// What one fused operation computes, on `N` contiguous float32 CPU operands; [`Fused`] gives
+/// it candle's trait for `N` operands, so that no operation repeats candle's signatures.
+trait Kernel<const N: usize>: Send + Sync + 'static {
+    const NAME: &'static str;
+
+    /// The result of the operands, each given as its values and layout.
+    fn forward(&self, operands: [(&[f32], &Layout); N]) -> Result<(Vec<f32>, Shape)>;
+
+    /// The operands' gradients from the result's (contiguous) gradient. Operations used only
+    /// inside another's backward pass have none.
+    fn backward(
+        &self,
+        _operands: [&Tensor; N],
+        _result: &Tensor,
+        _grad: &Tensor,
+    ) -> Result<[Option<Tensor>; N]> {
+        Err(candle_core::Error::BackwardNotSupported { op: Self::NAME })
+    }
+}
+
+/// A [`Kernel`] as a candle custom operation.
+struct Fused<K>(K);
+
+impl<K> Fused<K> {
+    fn run<const N: usize>(
+        &self,
+        operands: [(&CpuStorage, &Layout); N],
+    ) -> Result<(CpuStorage, Shape)>
+    where
+        K: Kernel<N>,
+    {
+        let operands: Vec<(&[f32], &Layout)> = operands
+            .iter()
+            .map(|&(storage, layout)| Ok((values(storage, layout)?, layout)))
+            .collect::<Result<_>>()?;
+        let operands = <[_; N]>::try_from(operands)
+            .map_err(|_| candle_core::Error::Msg(format!("{}: not {N} operands", K::NAME)))?;
+        let (out, shape) = self.0.forward(operands)?;
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+impl<K: Kernel<1>> CustomOp1 for Fused<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run([(s1, l1)])
+    }
+
+    fn bwd(&self, a1: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let [g1] = self.0.backward([a1], res, &grad.contiguous()?)?;
+        Ok(g1)
+    }
+}
+
+impl<K: Kernel<2>> CustomOp2 for Fused<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run([(s1, l1), (s2, l2)])
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2] = self.0.backward([a1, a2], res, &grad.contiguous()?)?;
+        Ok((g1, g2))
+    }
+}
+
+impl<K: Kernel<3>> CustomOp3 for Fused<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run([(s1, l1), (s2, l2), (s3, l3)])
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        a3: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2, g3] = self.0.backward([a1, a2, a3], res, &grad.contiguous()?)?;
+        Ok((g1, g2, g3))
+    }
+}
+
+/// The last dimension of a layout.
+fn last_dim(layout: &Layout) -> usize {
+    layout.shape().dims().last().copied().unwrap_or(1)
+}
+
+/// A result of `len` values written a row of `width` at a time, rows in parallel:
+/// `row(r, out)` writes row `r` (zero-filled before).
+fn by_rows(len: usize, width: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; len];
+    out.par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(r, out)| row(r, out));
+    out
+}
+
+/// Row `r` of a matrix of rows of `width`.
+fn row(values: &[f32], width: usize, r: usize) -> &[f32] {
+    &values[r * width..(r + 1) * width]
+}
+
 #[derive(Debug, Clone, Copy)]
 struct CausalSoftmax {
     scale: f32,
@@ -207,6 +329,18 @@ struct CausalSoftmax {
 }
 
 impl CausalSoftmax {
+    /// The softmax of `queries` queries over `keys` keys; refuses an impossible pair.
+    fn new(scale: f64, queries: usize, keys: usize) -> Result<Self> {
+        if queries == 0 || queries > keys {
+            candle_core::bail!("causal softmax: {queries} queries over {keys} keys");
+        }
+        Ok(CausalSoftmax {
+            scale: scale as f32,
+            queries,
+            offset: keys - queries,
+        })
+    }
+
     /// How many keys row `r` sees.
     fn visible(&self, r: usize) -> usize {
         r % self.queries + self.offset + 1
@@ -224,69 +358,66 @@ impl CausalSoftmax {
     }
 }
 
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
+impl Kernel<1> for CausalSoftmax {
+    const NAME: &'static str = "causal-softmax";
+
+    fn forward(&self, [(scores, layout)]: [(&[f32], &Layout); 1]) -> Result<(Vec<f32>, Shape)> {
+        let keys = last_dim(layout);
+        let probs = by_rows(scores.len(), keys, |r, p| {
+            let s = row(scores, keys, r);
+            let n = self.visible(r);
+            let max = s[..n]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| m.max(x * self.scale));
+            for (p, &x) in p.iter_mut().zip(&s[..n]) {
+                *p = (x * self.scale - max).exp();
+            }
+            // Over the whole row, masked zeros included, as the masked softmax adds.
+            let total = candle_sum(p);
+            for p in &mut p[..n] {
+                *p /= total;
+            }
+        });
+        Ok((probs, layout.shape().clone()))
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let scores = values(storage, layout)?;
-        let keys = layout.shape().dims()[layout.shape().rank() - 1];
-        let mut probs = vec![0f32; scores.len()];
-        probs
-            .par_chunks_mut(keys)
-            .zip(scores.par_chunks(keys))
-            .enumerate()
-            .for_each(|(r, (p, s))| {
-                let n = self.visible(r);
-                let max = s[..n]
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x * self.scale));
-                for (p, &x) in p.iter_mut().zip(&s[..n]) {
-                    *p = (x * self.scale - max).exp();
-                }
-                // Over the whole row, masked zeros included, as the masked softmax adds.
-                let total = candle_sum(p);
-                for p in &mut p[..n] {
-                    *p /= total;
-                }
-            });
-        Ok((CpuStorage::F32(probs), layout.shape().clone()))
-    }
-
-    fn bwd(&self, _scores: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(probs.apply_op2_no_bwd(&grad.contiguous()?, self)?))
+    fn backward(
+        &self,
+        _scores: [&Tensor; 1],
+        probs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 1]> {
+        Ok([Some(
+            probs.apply_op2_no_bwd(grad, &Fused(CausalSoftmaxGrad(*self)))?,
+        )])
     }
 }
 
-/// The backward pass of [`CausalSoftmax`]: `scale · p · (g - Σ p·g)` per row.
-impl CustomOp2 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax-backward"
-    }
+/// The backward pass of [`CausalSoftmax`] from `(probs, grad)`: `scale · p · (g - Σ p·g)` per
+/// row.
+struct CausalSoftmaxGrad(CausalSoftmax);
 
-    fn cpu_fwd(
+impl Kernel<2> for CausalSoftmaxGrad {
+    const NAME: &'static str = "causal-softmax-grad";
+
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (probs, grad) = (values(s1, l1)?, values(s2, l2)?);
-        let keys = l1.shape().dims()[l1.shape().rank() - 1];
-        let mut out = vec![0f32; probs.len()];
-        out.par_chunks_mut(keys)
-            .zip(probs.par_chunks(keys).zip(grad.par_chunks(keys)))
-            .enumerate()
-            .for_each(|(r, (o, (p, g)))| {
-                let n = self.visible(r);
-                let (o, p, g) = (&mut o[..n], &p[..n], &g[..n]);
-                let inner = dot(p, g);
-                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                    *o = self.scale * p * (g - inner);
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        [(probs, layout), (grad, _)]: [(&[f32], &Layout); 2],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let keys = last_dim(layout);
+        let out = by_rows(probs.len(), keys, |r, o| {
+            let n = self.0.visible(r);
+            let (o, p, g) = (
+                &mut o[..n],
+                &row(probs, keys, r)[..n],
+                &row(grad, keys, r)[..n],
+            );
+            let inner = dot(p, g);
+            for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                *o = self.0.scale * p * (g - inner);
+            }
+        });
+        Ok((out, layout.shape().clone()))
     }
 }
 
@@ -299,69 +430,53 @@ struct CausalAttention {
 impl CausalAttention {
     /// The probabilities of `q` over `k`, outside the autograd graph.
     fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
-        q.matmul(&k.t()?)?.apply_op1_no_bwd(&self.softmax)
+        q.matmul(&k.t()?)?.apply_op1_no_bwd(&Fused(self.softmax))
+    }
+
+    fn kept_probs(&self) -> Result<std::sync::MutexGuard<'_, Option<Tensor>>> {
+        self.probs.lock().map_err(|_| {
+            candle_core::Error::Msg(
+                "causal attention: a panic poisoned the kept probabilities".into(),
+            )
+        })
     }
 }
 
 /// A CPU operand as a tensor of its own (a copy: the operands are the small `q`, `k`, `v`).
-fn operand(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
-    Tensor::from_slice(
-        values(storage, layout)?,
-        layout.shape(),
-        &candle_core::Device::Cpu,
-    )
+fn operand((values, layout): (&[f32], &Layout)) -> Result<Tensor> {
+    Tensor::from_slice(values, layout.shape(), &candle_core::Device::Cpu)
 }
 
-impl CustomOp3 for CausalAttention {
-    fn name(&self) -> &'static str {
-        "causal-attention"
-    }
+impl Kernel<3> for CausalAttention {
+    const NAME: &'static str = "causal-attention";
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (operand(s1, l1)?, operand(s2, l2)?, operand(s3, l3)?);
+    fn forward(&self, [q, k, v]: [(&[f32], &Layout); 3]) -> Result<(Vec<f32>, Shape)> {
+        let (q, k, v) = (operand(q)?, operand(k)?, operand(v)?);
         let probs = self.probs(&q, &k)?;
         let out = probs.matmul(&v)?;
-        *self
-            .probs
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some(probs);
-        let shape = out.shape().clone();
-        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1()?), shape))
+        *self.kept_probs()? = Some(probs);
+        Ok((out.flatten_all()?.to_vec1()?, out.shape().clone()))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+        [q, k, v]: [&Tensor; 3],
         _out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (q, k, v) = (q.detach(), k.detach(), v.detach());
-        let kept = self
-            .probs
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
-            .take();
+    ) -> Result<[Option<Tensor>; 3]> {
+        let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
+        let kept = self.kept_probs()?.take();
         let probs = match kept {
             Some(probs) => probs,
             None => self.probs(&q, &k)?,
         };
-        let grad = grad.detach().contiguous()?;
         let grad_v = probs.t()?.matmul(&grad)?;
         let grad_probs = grad.matmul(&v.t()?)?;
-        let grad_scores = probs.apply_op2_no_bwd(&grad_probs, &self.softmax)?;
+        let grad_scores =
+            probs.apply_op2_no_bwd(&grad_probs, &Fused(CausalSoftmaxGrad(self.softmax)))?;
         let grad_q = grad_scores.matmul(&k)?;
         let grad_k = grad_scores.t()?.matmul(&q)?;
-        Ok((Some(grad_q), Some(grad_k), Some(grad_v)))
+        Ok([Some(grad_q), Some(grad_k), Some(grad_v)])
     }
 }
 
@@ -381,98 +496,74 @@ impl RmsNorm {
     }
 }
 
-impl CustomOp2 for RmsNorm {
-    fn name(&self) -> &'static str {
-        "rms-norm"
+impl Kernel<2> for RmsNorm {
+    const NAME: &'static str = "rms-norm";
+
+    fn forward(
+        &self,
+        [(x, layout), (alpha, _)]: [(&[f32], &Layout); 2],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let n = alpha.len();
+        let y = by_rows(x.len(), n, |r, y| {
+            let x = row(x, n, r);
+            let rms = self.root_mean_square(x, &mut Vec::with_capacity(n));
+            for ((y, &x), &a) in y.iter_mut().zip(x).zip(alpha) {
+                *y = x / rms * a;
+            }
+        });
+        Ok((y, layout.shape().clone()))
     }
 
-    fn cpu_fwd(
+    fn backward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, alpha) = (values(s1, l1)?, values(s2, l2)?);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(alpha.len())
-            .zip(x.par_chunks(alpha.len()))
-            .for_each_init(Vec::new, |squares, (y, x)| {
-                let rms = self.root_mean_square(x, squares);
-                for ((y, &x), &a) in y.iter_mut().zip(x).zip(alpha) {
-                    *y = x / rms * a;
-                }
-            });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        alpha: &Tensor,
+        [x, alpha]: [&Tensor; 2],
         _y: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let grad_x = x.apply_op3_no_bwd(alpha, &grad, &RmsNormInputGrad(*self))?;
-        let grad_alpha = x.apply_op2_no_bwd(&grad, &RmsNormScaleGrad(*self))?;
-        Ok((Some(grad_x), Some(grad_alpha)))
+    ) -> Result<[Option<Tensor>; 2]> {
+        let grad_x = x.apply_op3_no_bwd(alpha, grad, &Fused(RmsNormInputGrad(*self)))?;
+        let grad_alpha = x.apply_op2_no_bwd(grad, &Fused(RmsNormScaleGrad(*self)))?;
+        Ok([Some(grad_x), Some(grad_alpha)])
     }
 }
 
-/// `∂/∂x` of RMS norm: `(g·α)/σ - x · Σ(g·α·x) / (n σ³)` per row, `σ` the row's RMS.
+/// `∂/∂x` of RMS norm from `(x, alpha, grad)`: `(g·α)/σ - x · Σ(g·α·x) / (n σ³)` per row, `σ`
+/// the row's RMS.
 struct RmsNormInputGrad(RmsNorm);
 
-impl CustomOp3 for RmsNormInputGrad {
-    fn name(&self) -> &'static str {
-        "rms-norm-input-grad"
-    }
+impl Kernel<3> for RmsNormInputGrad {
+    const NAME: &'static str = "rms-norm-input-grad";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, alpha, grad) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        [(x, layout), (alpha, _), (grad, _)]: [(&[f32], &Layout); 3],
+    ) -> Result<(Vec<f32>, Shape)> {
         let n = alpha.len();
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n)
-            .zip(x.par_chunks(n).zip(grad.par_chunks(n)))
-            .for_each_init(Vec::new, |squares, (o, (x, g))| {
-                let rms = self.0.root_mean_square(x, squares);
-                for ((o, &g), &a) in o.iter_mut().zip(g).zip(alpha) {
-                    *o = g * a;
-                }
-                let inner = dot(o, x) / (n as f32 * rms * rms * rms);
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = *o / rms - x * inner;
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        let out = by_rows(x.len(), n, |r, o| {
+            let (x, g) = (row(x, n, r), row(grad, n, r));
+            let rms = self.0.root_mean_square(x, &mut Vec::with_capacity(n));
+            for ((o, &g), &a) in o.iter_mut().zip(g).zip(alpha) {
+                *o = g * a;
+            }
+            let inner = dot(o, x) / (n as f32 * rms * rms * rms);
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = *o / rms - x * inner;
+            }
+        });
+        Ok((out, layout.shape().clone()))
     }
 }
 
-/// `∂/∂α` of RMS norm: `Σ_rows g · x / σ`, rows added in order.
+/// `∂/∂α` of RMS norm from `(x, grad)`: `Σ_rows g · x / σ`, rows added in order.
 struct RmsNormScaleGrad(RmsNorm);
 
-impl CustomOp2 for RmsNormScaleGrad {
-    fn name(&self) -> &'static str {
-        "rms-norm-scale-grad"
-    }
+impl Kernel<2> for RmsNormScaleGrad {
+    const NAME: &'static str = "rms-norm-scale-grad";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, grad) = (values(s1, l1)?, values(s2, l2)?);
-        let n = l1.shape().dims()[l1.shape().rank() - 1];
+        [(x, layout), (grad, _)]: [(&[f32], &Layout); 2],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let n = last_dim(layout);
         let mut total = vec![0f32; n];
         let mut squares = Vec::with_capacity(n);
         for (x, g) in x.chunks(n).zip(grad.chunks(n)) {
@@ -481,7 +572,7 @@ impl CustomOp2 for RmsNormScaleGrad {
                 *t += g * (x / rms);
             }
         }
-        Ok((CpuStorage::F32(total), Shape::from(n)))
+        Ok((total, Shape::from(n)))
     }
 }
 
@@ -510,33 +601,25 @@ fn silu(x: f32) -> f32 {
 
 struct SwiGlu;
 
-impl CustomOp2 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "swiglu"
+impl Kernel<2> for SwiGlu {
+    const NAME: &'static str = "swiglu";
+
+    fn forward(
+        &self,
+        [(gate, layout), (up, _)]: [(&[f32], &Layout); 2],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let out = elementwise([gate, up], |[g, u]| silu(g) * u);
+        Ok((out, layout.shape().clone()))
     }
 
-    fn cpu_fwd(
+    fn backward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = elementwise([values(s1, l1)?, values(s2, l2)?], |[g, u]| silu(g) * u);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        gate: &Tensor,
-        up: &Tensor,
+        [gate, up]: [&Tensor; 2],
         _out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let grad_gate = gate.apply_op3_no_bwd(up, &grad, &SwiGluGrad { wrt_gate: true })?;
-        let grad_up = gate.apply_op3_no_bwd(up, &grad, &SwiGluGrad { wrt_gate: false })?;
-        Ok((Some(grad_gate), Some(grad_up)))
+    ) -> Result<[Option<Tensor>; 2]> {
+        let of = |wrt_gate| gate.apply_op3_no_bwd(up, grad, &Fused(SwiGluGrad { wrt_gate }));
+        Ok([Some(of(true)?), Some(of(false)?)])
     }
 }
 
@@ -546,55 +629,40 @@ struct SwiGluGrad {
     wrt_gate: bool,
 }
 
-impl CustomOp3 for SwiGluGrad {
-    fn name(&self) -> &'static str {
-        "swiglu-grad"
-    }
+impl Kernel<3> for SwiGluGrad {
+    const NAME: &'static str = "swiglu-grad";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let inputs = [values(s1, l1)?, values(s2, l2)?, values(s3, l3)?];
+        [(gate, layout), (up, _), (grad, _)]: [(&[f32], &Layout); 3],
+    ) -> Result<(Vec<f32>, Shape)> {
         let out = if self.wrt_gate {
-            elementwise(inputs, |[g, u, d]| {
+            elementwise([gate, up, grad], |[g, u, d]| {
                 let sigmoid = 1.0 / (1.0 + (-g).exp());
                 d * u * (sigmoid * (1.0 + g * (1.0 - sigmoid)))
             })
         } else {
-            elementwise(inputs, |[g, _, d]| d * silu(g))
+            elementwise([gate, grad], |[g, d]| d * silu(g))
         };
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((out, layout.shape().clone()))
     }
 }
 
-/// The rotation of [`rope`]; `inverse` rotates by minus the angle, which is its gradient.
+/// The rotation of [`rope`] from `(x, cos, sin)`; `inverse` rotates by minus the angle, which is
+/// its gradient.
 struct Rope {
     inverse: bool,
 }
 
-impl CustomOp3 for Rope {
-    fn name(&self) -> &'static str {
-        "rope"
-    }
+impl Kernel<3> for Rope {
+    const NAME: &'static str = "rope";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, cos, sin) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
-        let half = l2.shape().dims()[1];
-        let per_token = x.len() / l2.shape().dims()[0];
+        [(x, layout), (cos, angles), (sin, _)]: [(&[f32], &Layout); 3],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let half = last_dim(angles);
+        let per_token = x.len() / angles.shape().dims()[0];
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(per_token)
             .zip(x.par_chunks(per_token))
@@ -611,22 +679,20 @@ impl CustomOp3 for Rope {
                     }
                 }
             });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((y, layout.shape().clone()))
     }
 
-    fn bwd(
+    fn backward(
         &self,
-        _x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        [_x, cos, sin]: [&Tensor; 3],
         _y: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 3]> {
         let inverse = Rope {
             inverse: !self.inverse,
         };
-        let grad_x = grad.contiguous()?.apply_op3_no_bwd(cos, sin, &inverse)?;
-        Ok((Some(grad_x), None, None))
+        let grad_x = grad.apply_op3_no_bwd(cos, sin, &Fused(inverse))?;
+        Ok([Some(grad_x), None, None])
     }
 }
 
@@ -644,14 +710,11 @@ fn exp_shifted(x: &[f32], out: &mut [f32]) -> (f32, f32) {
     (max, candle_sum(out))
 }
 
-impl CustomOp1 for TargetLogProbs {
-    fn name(&self) -> &'static str {
-        "target-log-probs"
-    }
+impl Kernel<1> for TargetLogProbs {
+    const NAME: &'static str = "target-log-probs";
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let logits = values(storage, layout)?;
-        let vocab = layout.shape().dims()[1];
+    fn forward(&self, [(logits, layout)]: [(&[f32], &Layout); 1]) -> Result<(Vec<f32>, Shape)> {
+        let vocab = last_dim(layout);
         let picked: Vec<f32> = logits
             .par_chunks(vocab)
             .zip(self.targets.par_iter())
@@ -663,54 +726,56 @@ impl CustomOp1 for TargetLogProbs {
                 },
             )
             .collect();
-        Ok((CpuStorage::F32(picked), Shape::from(self.targets.len())))
+        Ok((picked, Shape::from(self.targets.len())))
     }
 
-    fn bwd(&self, logits: &Tensor, _picked: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(logits.apply_op2_no_bwd(&grad.contiguous()?, self)?))
+    fn backward(
+        &self,
+        [logits]: [&Tensor; 1],
+        _picked: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Option<Tensor>; 1]> {
+        Ok([Some(logits.apply_op2_no_bwd(
+            grad,
+            &Fused(TargetLogProbsGrad(self.clone())),
+        )?)])
     }
 }
 
-/// The backward pass of [`TargetLogProbs`]: `g_r · (1[j = t_r] - softmax(x_r)_j)`, computed
-/// again from the logits with the composite's roundings. They matter: AdamW turns the smallest
-/// differences in the output head's many tiny gradients into a drift that the golden steps of
-/// prox-train see (other roundings of the same formula doubled it).
-impl CustomOp2 for TargetLogProbs {
-    fn name(&self) -> &'static str {
-        "target-log-probs-backward"
-    }
+/// The backward pass of [`TargetLogProbs`] from `(logits, grad)`: `g_r · (1[j = t_r] -
+/// softmax(x_r)_j)`, computed again from the logits with the composite's roundings. They
+/// matter: AdamW turns the smallest differences in the output head's many tiny gradients into
+/// a drift that the golden steps of prox-train see (other roundings of the same formula doubled
+/// it).
+struct TargetLogProbsGrad(TargetLogProbs);
 
-    fn cpu_fwd(
+impl Kernel<2> for TargetLogProbsGrad {
+    const NAME: &'static str = "target-log-probs-grad";
+
+    fn forward(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (logits, grad) = (values(s1, l1)?, values(s2, l2)?);
-        let vocab = l1.shape().dims()[1];
-        let mut out = vec![0f32; logits.len()];
-        out.par_chunks_mut(vocab)
-            .zip(logits.par_chunks(vocab))
-            .enumerate()
-            .for_each(|(r, (o, x))| {
-                let t = self.targets[r] as usize;
-                let (max, sum) = exp_shifted(x, o);
-                let g = -grad[r] / sum;
-                for o in o.iter_mut() {
-                    *o *= g;
+        [(logits, layout), (grad, _)]: [(&[f32], &Layout); 2],
+    ) -> Result<(Vec<f32>, Shape)> {
+        let vocab = last_dim(layout);
+        let out = by_rows(logits.len(), vocab, |r, o| {
+            let x = row(logits, vocab, r);
+            let t = self.0.targets[r] as usize;
+            let (max, sum) = exp_shifted(x, o);
+            let g = -grad[r] / sum;
+            for o in o.iter_mut() {
+                *o *= g;
+            }
+            o[t] += grad[r];
+            // The composite's `x - max` passes `-Σ` of this row's gradient to the maximum;
+            // zero but for rounding, and kept so that both round alike.
+            let through_max = -candle_sum(o);
+            for (o, &x) in o.iter_mut().zip(x) {
+                if x == max {
+                    *o += through_max;
                 }
-                o[t] += grad[r];
-                // The composite's `x - max` passes `-Σ` of this row's gradient to the maximum;
-                // zero but for rounding, and kept so that both round alike.
-                let through_max = -candle_sum(o);
-                for (o, &x) in o.iter_mut().zip(x) {
-                    if x == max {
-                        *o += through_max;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+            }
+        });
+        Ok((out, layout.shape().clone()))
     }
 }
 
@@ -784,11 +849,7 @@ mod tests {
             let (fused, fused_grad) = gradients(&[&scores], &weights, |x| {
                 causal_softmax(&x[0], scale, queries).unwrap()
             });
-            let op = CausalSoftmax {
-                scale: scale as f32,
-                queries,
-                offset: shape[2] - queries,
-            };
+            let op = CausalSoftmax::new(scale, queries, shape[2]).unwrap();
             let mask = op.mask(shape[1], shape[2], &Device::Cpu).unwrap();
             let (composite, composite_grad) = gradients(&[&scores], &weights, |x| {
                 let masked = (&x[0] * scale).unwrap().broadcast_add(&mask).unwrap();
