@@ -4,13 +4,16 @@
 //!
 //! candle's composite forms of these allocate and traverse a tensor for every elementary
 //! step, forward and backward (a softmax alone is six passes forward and as many backward, plus
-//! a zero-filled buffer per node), and its fused kernels have no backward pass. On the CPU these
-//! passes, not the matrix products, took most of a fine-tuning step. Each function here takes
-//! one pass forward and one backward; on other devices and dtypes it falls back to the
-//! composite form, so the results agree to rounding.
+//! a zero-filled gradient and an addition per node), and its fused kernels have no backward
+//! pass. On the CPU these passes, not the matrix products, took most of a fine-tuning step.
+//! Each operation here is one node of the graph, one pass forward and one or two backward; on
+//! other devices and dtypes each function falls back to the composite form.
 //!
-//! Every reduction runs within one row (or, for RMS norm's scale gradient, over rows in a fixed
-//! order), so the bits do not depend on the number of threads.
+//! The forward passes give the composite forms' bits (the same roundings, in the same order),
+//! so inference and log-likelihoods are unchanged, and so are the cached path's prefill and
+//! SwiGLU, which use them too; the backward passes agree to rounding. Every reduction runs
+//! within one row (or, for RMS norm's scale gradient, over rows in a fixed order), so the bits
+//! do not depend on the number of threads.
 
 use std::sync::{Arc, Mutex};
 

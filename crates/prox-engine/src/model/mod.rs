@@ -8,9 +8,9 @@
 //! Two paths share the weights:
 //! - [`Llama::forward`] writes keys and values into preallocated per-sequence [`KvCache`]s
 //!   in place and uses fused kernels (no autograd) — prefill and decoding;
-//! - [`Llama::forward_uncached`] uses only differentiable ops (matmul attention, the causal
-//!   softmax and RMS norm of [`crate::fused`], which have backward passes, and the composite
-//!   rotary embedding), for log-likelihoods and training.
+//! - [`Llama::forward_uncached`] uses only operations with backward passes (on the CPU the
+//!   fused causal attention, RMS norm, rotary embedding and SwiGLU of [`crate::fused`], else
+//!   candle's composite forms), for log-likelihoods and training.
 
 mod attention;
 mod kv_cache;
