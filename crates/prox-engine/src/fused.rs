@@ -23,15 +23,75 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-/// Causal attention of one sequence's stacked heads: `softmax(q·kᵀ · scale) · v` with the
-/// mask of [`causal_softmax`], `q` `[kv_heads, rows, dim]` (rows = heads per kv head ·
-/// `queries`), `k` and `v` `[kv_heads, keys, dim]`; returns `[kv_heads, rows, dim]`. The
-/// softmax is taken in f32 whatever the dtype.
+/// Causal attention of packed sequences: `q` `[tokens, heads, dim]`, `k` and `v`
+/// `[tokens, kv_heads, dim]`, the tokens of each sequence (`lens`, in order) attending to that
+/// sequence's tokens up to their own; returns `[tokens, heads, dim]`. The softmax is taken in
+/// f32 whatever the dtype.
 ///
-/// On the CPU in f32 it is one node of the autograd graph: the score and probability matrices,
-/// the largest tensors of a training step, never become nodes, each of which candle's backward
-/// pass would give a zero-filled gradient and an addition of its size. The probabilities are
-/// kept for the backward pass.
+/// On the CPU in f32 it is one node of the autograd graph. Per sequence, the heads' layouts,
+/// the score and probability matrices (the largest tensors of a training step) never become
+/// nodes, each of which candle's backward pass would give a zero-filled gradient and an
+/// addition of its size. The probabilities are kept for the backward pass.
+pub fn packed_causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    lens: &[usize],
+    scale: f64,
+) -> Result<Tensor> {
+    let (tokens, heads, _) = q.dims3()?;
+    let kv_heads = k.dim(1)?;
+    if lens.iter().sum::<usize>() != tokens || kv_heads == 0 || heads % kv_heads != 0 {
+        candle_core::bail!(
+            "packed attention: sequences of {lens:?} tokens over q {:?}, k {:?}",
+            q.dims(),
+            k.dims()
+        );
+    }
+    if is_cpu_f32(q) && is_cpu_f32(k) && is_cpu_f32(v) {
+        let op = PackedAttention {
+            lens: lens.to_vec(),
+            scale,
+            kv_heads,
+            probs: Mutex::new(Vec::new()),
+        };
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, Fused(op));
+    }
+    let mut outputs = Vec::with_capacity(lens.len());
+    let mut offset = 0;
+    for &len in lens {
+        let [q, k, v] = [q, k, v].map(|x| stack_heads(&x.narrow(0, offset, len)?, kv_heads));
+        outputs.push(unstack_heads(
+            &causal_attention(&q?, &k?, &v?, scale, len)?,
+            heads,
+        )?);
+        offset += len;
+    }
+    Tensor::cat(&outputs, 0)
+}
+
+/// `[len, heads, dim]` → `[kv_heads, heads / kv_heads · len, dim]`: the heads that share a
+/// key/value head stacked, so that one matrix product per key/value head serves them.
+pub fn stack_heads(x: &Tensor, kv_heads: usize) -> Result<Tensor> {
+    let (len, heads, dim) = x.dims3()?;
+    x.transpose(0, 1)?
+        .contiguous()?
+        .reshape((kv_heads, heads / kv_heads * len, dim))
+}
+
+/// The inverse of [`stack_heads`]: `[kv_heads, rows, dim]` → `[len, heads, dim]`.
+pub fn unstack_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (kv_heads, rows, dim) = x.dims3()?;
+    x.reshape((heads, kv_heads * rows / heads, dim))?
+        .transpose(0, 1)
+}
+
+/// Causal attention of one sequence's stacked heads ([`stack_heads`]), outside the autograd
+/// graph's fused node: `softmax(q·kᵀ · scale) · v` with the mask of [`causal_softmax`], `q`
+/// `[kv_heads, rows, dim]` (rows = heads per kv head · `queries`), `k` and `v` `[kv_heads,
+/// keys, dim]`; returns `[kv_heads, rows, dim]`.
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
@@ -39,16 +99,6 @@ pub fn causal_attention(
     scale: f64,
     queries: usize,
 ) -> Result<Tensor> {
-    let keys = k.dim(1)?;
-    if is_cpu_f32(q) && is_cpu_f32(k) && is_cpu_f32(v) {
-        let op = CausalAttention {
-            softmax: CausalSoftmax::new(scale, queries, keys)?,
-            probs: Mutex::new(None),
-        };
-        return q
-            .contiguous()?
-            .apply_op3(&k.contiguous()?, &v.contiguous()?, Fused(op));
-    }
     let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
     let probs = causal_softmax(&scores, scale, queries)?;
     probs.to_dtype(v.dtype())?.matmul(v)
@@ -424,22 +474,40 @@ impl Kernel<2> for CausalSoftmaxGrad {
     }
 }
 
-struct CausalAttention {
-    softmax: CausalSoftmax,
-    /// The forward pass's probabilities, taken by the backward pass.
-    probs: Mutex<Option<Tensor>>,
+struct PackedAttention {
+    lens: Vec<usize>,
+    scale: f64,
+    kv_heads: usize,
+    /// The forward pass's probabilities, a tensor per sequence, taken by the backward pass.
+    probs: Mutex<Vec<Tensor>>,
 }
 
-impl CausalAttention {
-    /// The probabilities of `q` over `k`, outside the autograd graph.
-    fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
-        q.matmul(&k.t()?)?.apply_op1_no_bwd(&Fused(self.softmax))
+impl PackedAttention {
+    /// Each sequence's part of a packed `[tokens, heads, dim]` tensor, its heads stacked.
+    fn stacked(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut offset = 0;
+        let mut parts = Vec::with_capacity(self.lens.len());
+        for &len in &self.lens {
+            parts.push(stack_heads(&x.narrow(0, offset, len)?, self.kv_heads)?);
+            offset += len;
+        }
+        Ok(parts)
     }
 
-    fn kept_probs(&self) -> Result<std::sync::MutexGuard<'_, Option<Tensor>>> {
+    fn softmax(&self, queries: usize) -> Result<CausalSoftmax> {
+        CausalSoftmax::new(self.scale, queries, queries)
+    }
+
+    /// A sequence's probabilities, outside the autograd graph.
+    fn probs(&self, q: &Tensor, k: &Tensor, len: usize) -> Result<Tensor> {
+        q.matmul(&k.t()?)?
+            .apply_op1_no_bwd(&Fused(self.softmax(len)?))
+    }
+
+    fn kept_probs(&self) -> Result<std::sync::MutexGuard<'_, Vec<Tensor>>> {
         self.probs.lock().map_err(|_| {
             candle_core::Error::Msg(
-                "causal attention: a panic poisoned the kept probabilities".into(),
+                "packed attention: a panic poisoned the kept probabilities".into(),
             )
         })
     }
@@ -450,14 +518,22 @@ fn operand((values, layout): (&[f32], &Layout)) -> Result<Tensor> {
     Tensor::from_slice(values, layout.shape(), &candle_core::Device::Cpu)
 }
 
-impl Kernel<3> for CausalAttention {
-    const NAME: &'static str = "causal-attention";
+impl Kernel<3> for PackedAttention {
+    const NAME: &'static str = "packed-causal-attention";
 
     fn forward(&self, [q, k, v]: [(&[f32], &Layout); 3]) -> Result<(Vec<f32>, Shape)> {
         let (q, k, v) = (operand(q)?, operand(k)?, operand(v)?);
-        let probs = self.probs(&q, &k)?;
-        let out = probs.matmul(&v)?;
-        *self.kept_probs()? = Some(probs);
+        let heads = q.dim(1)?;
+        let (qs, ks, vs) = (self.stacked(&q)?, self.stacked(&k)?, self.stacked(&v)?);
+        let mut outputs = Vec::with_capacity(self.lens.len());
+        let mut kept = Vec::with_capacity(self.lens.len());
+        for (((q, k), v), &len) in qs.iter().zip(&ks).zip(&vs).zip(&self.lens) {
+            let probs = self.probs(q, k, len)?;
+            outputs.push(unstack_heads(&probs.matmul(v)?, heads)?);
+            kept.push(probs);
+        }
+        *self.kept_probs()? = kept;
+        let out = Tensor::cat(&outputs, 0)?;
         Ok((out.flatten_all()?.to_vec1()?, out.shape().clone()))
     }
 
@@ -467,19 +543,27 @@ impl Kernel<3> for CausalAttention {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<[Option<Tensor>; 3]> {
-        let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
-        let kept = self.kept_probs()?.take();
-        let probs = match kept {
-            Some(probs) => probs,
-            None => self.probs(&q, &k)?,
-        };
-        let grad_v = probs.t()?.matmul(&grad)?;
-        let grad_probs = grad.matmul(&v.t()?)?;
-        let grad_scores =
-            probs.apply_op2_no_bwd(&grad_probs, &Fused(CausalSoftmaxGrad(self.softmax)))?;
-        let grad_q = grad_scores.matmul(&k)?;
-        let grad_k = grad_scores.t()?.matmul(&q)?;
-        Ok([Some(grad_q), Some(grad_k), Some(grad_v)])
+        let heads = q.dim(1)?;
+        let [qs, ks, vs, grads] = [q, k, v, grad].map(|x| self.stacked(&x.detach()));
+        let (qs, ks, vs, grads) = (qs?, ks?, vs?, grads?);
+        let mut kept = std::mem::take(&mut *self.kept_probs()?).into_iter();
+        let mut per_sequence = [vec![], vec![], vec![]];
+        for (i, &len) in self.lens.iter().enumerate() {
+            let (q, k, v, g) = (&qs[i], &ks[i], &vs[i], &grads[i]);
+            let probs = match kept.next() {
+                Some(probs) => probs,
+                None => self.probs(q, k, len)?,
+            };
+            let grad_v = probs.t()?.matmul(g)?;
+            let grad_probs = g.matmul(&v.t()?)?;
+            let softmax_grad = Fused(CausalSoftmaxGrad(self.softmax(len)?));
+            let grad_scores = probs.apply_op2_no_bwd(&grad_probs, &softmax_grad)?;
+            per_sequence[0].push(unstack_heads(&grad_scores.matmul(k)?, heads)?);
+            per_sequence[1].push(unstack_heads(&grad_scores.t()?.matmul(q)?, self.kv_heads)?);
+            per_sequence[2].push(unstack_heads(&grad_v, self.kv_heads)?);
+        }
+        let [q, k, v] = per_sequence.map(|grads| Tensor::cat(&grads, 0));
+        Ok([Some(q?), Some(k?), Some(v?)])
     }
 }
 
@@ -874,25 +958,31 @@ mod tests {
     }
 
     #[test]
-    fn causal_attention_equals_its_composite_forward_and_backward() {
-        // Two kv heads of two stacked query heads: 3 queries over 5 keys, head dim 4.
-        let (queries, keys, scale) = (3, 5, 0.5);
-        let q = tensor(&[2, 2 * queries, 4], 10);
-        let k = tensor(&[2, keys, 4], 11);
-        let v = tensor(&[2, keys, 4], 12);
-        let weights = tensor(&[2, 2 * queries, 4], 13);
+    fn packed_attention_equals_attention_per_sequence_forward_and_backward() {
+        // Sequences of 3 and 5 tokens, four heads over two key/value heads, head dim 4.
+        let (lens, scale) = ([3, 5], 0.5);
+        let q = tensor(&[8, 4, 4], 10);
+        let k = tensor(&[8, 2, 4], 11);
+        let v = tensor(&[8, 2, 4], 12);
+        let weights = tensor(&[8, 4, 4], 13);
         let (fused, fused_grads) = gradients(&[&q, &k, &v], &weights, |t| {
-            causal_attention(&t[0], &t[1], &t[2], scale, queries).unwrap()
+            packed_causal_attention(&t[0], &t[1], &t[2], &lens, scale).unwrap()
         });
         let (composite, composite_grads) = gradients(&[&q, &k, &v], &weights, |t| {
-            let scores = t[0].matmul(&t[1].t().unwrap()).unwrap();
-            let probs = causal_softmax(&scores, scale, queries).unwrap();
-            probs.matmul(&t[2]).unwrap()
+            let mut outputs = vec![];
+            for (offset, len) in [(0, 3), (3, 5)] {
+                let [q, k, v] = [0, 1, 2]
+                    .map(|i| stack_heads(&t[i].narrow(0, offset, len).unwrap(), 2).unwrap());
+                let y = causal_attention(&q, &k, &v, scale, len).unwrap();
+                outputs.push(unstack_heads(&y, 4).unwrap());
+            }
+            Tensor::cat(&outputs, 0).unwrap()
         });
         assert_eq!(bits(&fused), bits(&composite), "attention");
         for (i, name) in ["q", "k", "v"].iter().enumerate() {
             assert_close(&fused_grads[i], &composite_grads[i], name);
         }
+        assert!(packed_causal_attention(&q, &k, &v, &[3, 4], scale).is_err());
     }
 
     #[test]

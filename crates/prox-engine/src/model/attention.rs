@@ -144,10 +144,10 @@ impl Attention {
         let k = rotary.apply(&k, &batch.positions, differentiable)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
 
-        let mut outputs = Vec::with_capacity(batch.lens.len());
-        let mut offset = 0;
-        match caches {
+        let y = match caches {
             Some((caches, layer)) => {
+                let mut outputs = Vec::with_capacity(batch.lens.len());
+                let mut offset = 0;
                 for (len, cache) in batch.lens.iter().zip(caches.iter()) {
                     let q_i = q.narrow(0, offset, *len)?;
                     let k_i = k.narrow(0, offset, *len)?.contiguous()?;
@@ -162,18 +162,11 @@ impl Attention {
                     outputs.push(self.attend_cached(&q_i, &k_all, &v_all, scale)?);
                     offset += len;
                 }
+                Tensor::cat(&outputs, 0)?
             }
-            None => {
-                for len in &batch.lens {
-                    let q_i = q.narrow(0, offset, *len)?;
-                    let k_i = k.narrow(0, offset, *len)?;
-                    let v_i = v.narrow(0, offset, *len)?;
-                    outputs.push(self.attend_matmul(&q_i, &k_i, &v_i, scale)?);
-                    offset += len;
-                }
-            }
-        }
-        let y = Tensor::cat(&outputs, 0)?.reshape((tokens, self.num_heads * self.head_dim))?;
+            None => crate::fused::packed_causal_attention(&q, &k, &v, &batch.lens, scale)?,
+        };
+        let y = y.reshape((tokens, self.num_heads * self.head_dim))?;
         self.o_proj.forward_packed(&y, batch)
     }
 
@@ -233,9 +226,9 @@ impl Attention {
         self.attend_matmul(q, k, v, scale)
     }
 
-    /// Differentiable attention of one sequence: `q` `[lq, heads, dim]` over `k`, `v`
-    /// `[lk, kv_heads, dim]`, the queries being the last `lq` of the `lk` positions. The
-    /// causal mask is only this sequence's `[lq, lk]`.
+    /// Attention of one sequence by matrix products: `q` `[lq, heads, dim]` over `k`, `v`
+    /// `[lk, kv_heads, dim]`, the queries being the last `lq` of the `lk` positions. The causal
+    /// mask is only this sequence's `[lq, lk]`.
     pub(super) fn attend_matmul(
         &self,
         q: &Tensor,
@@ -243,18 +236,9 @@ impl Attention {
         v: &Tensor,
         scale: f64,
     ) -> CResult<Tensor> {
-        let lq = q.dim(0)?;
-        let rep = self.num_heads / self.num_kv_heads;
-        // Heads sharing a key/value head are stacked, so one matmul per kv head serves them.
-        let q = q.transpose(0, 1)?.contiguous()?.reshape((
-            self.num_kv_heads,
-            rep * lq,
-            self.head_dim,
-        ))?;
-        let k = k.transpose(0, 1)?.contiguous()?;
-        let v = v.transpose(0, 1)?.contiguous()?;
-        crate::fused::causal_attention(&q, &k, &v, scale, lq)?
-            .reshape((self.num_heads, lq, self.head_dim))?
-            .transpose(0, 1)
+        let queries = q.dim(0)?;
+        let [q, k, v] = [q, k, v].map(|x| crate::fused::stack_heads(x, self.num_kv_heads));
+        let y = crate::fused::causal_attention(&q?, &k?, &v?, scale, queries)?;
+        crate::fused::unstack_heads(&y, self.num_heads)
     }
 }
