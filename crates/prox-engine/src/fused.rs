@@ -88,10 +88,11 @@ pub fn unstack_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
         .transpose(0, 1)
 }
 
-/// Causal attention of one sequence's stacked heads ([`stack_heads`]), outside the autograd
-/// graph's fused node: `softmax(q·kᵀ · scale) · v` with the mask of [`causal_softmax`], `q`
-/// `[kv_heads, rows, dim]` (rows = heads per kv head · `queries`), `k` and `v` `[kv_heads,
-/// keys, dim]`; returns `[kv_heads, rows, dim]`.
+/// Causal attention of one sequence's stacked heads ([`stack_heads`]) as separate operations
+/// (the cached path's prefill, and [`packed_causal_attention`] off the CPU):
+/// `softmax(q·kᵀ · scale) · v` with the mask of [`causal_softmax`], `q` `[kv_heads, rows, dim]`
+/// (rows = heads per kv head · `queries`), `k` and `v` `[kv_heads, keys, dim]`; returns
+/// `[kv_heads, rows, dim]`.
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
