@@ -12,8 +12,10 @@
 //! Every dot product is summed in the same order whatever the number of rows, so a
 //! sequence's result does not depend on what it is decoded with.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
+use candle_core::{Layout, Shape};
 use rayon::prelude::*;
+
+use crate::fused::Kernel;
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -270,30 +272,17 @@ mod x86 {
     );
 }
 
-/// The few-row product as a candle op on `(x, w)`: `x` `[.., k]` f32 and `w` `[n, k]` f32,
-/// both contiguous on the CPU; the result is `[.., n]`.
+/// The few-row product as a candle op on `(x, w)` (through [`crate::fused::Fused`]): `x`
+/// `[.., k]` f32 and `w` `[n, k]` f32, both contiguous on the CPU; the result is `[.., n]`.
 pub(crate) struct FewRowsProduct(pub FloatRows);
 
-impl CustomOp2 for FewRowsProduct {
-    fn name(&self) -> &'static str {
-        "few-rows-matmul"
-    }
+impl Kernel<2> for FewRowsProduct {
+    const NAME: &'static str = "few-rows-matmul";
 
-    fn cpu_fwd(
+    fn forward(
         &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        w: &CpuStorage,
-        w_layout: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        let (Some((xs, xe)), Some((ws, we))) =
-            (x_layout.contiguous_offsets(), w_layout.contiguous_offsets())
-        else {
-            candle_core::bail!("few-rows-matmul: the inputs are not contiguous");
-        };
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (x, w) else {
-            candle_core::bail!("few-rows-matmul: f32 inputs expected");
-        };
+        [(x, x_layout), (w, w_layout)]: [(&[f32], &Layout); 2],
+    ) -> CResult<(Vec<f32>, Shape)> {
         let (n, k) = w_layout.shape().dims2()?;
         let mut dims = x_layout.shape().dims().to_vec();
         if dims.last() != Some(&k) || k == 0 {
@@ -302,7 +291,6 @@ impl CustomOp2 for FewRowsProduct {
                 x_layout.shape()
             );
         }
-        let (x, w) = (&x[xs..xe], &w[ws..we]);
         if x.len() / k > FEW_ROWS {
             candle_core::bail!("few-rows-matmul: {} rows, at most {FEW_ROWS}", x.len() / k);
         }
@@ -310,13 +298,14 @@ impl CustomOp2 for FewRowsProduct {
         if let Some(last) = dims.last_mut() {
             *last = n;
         }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        Ok((y, Shape::from(dims)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fused::Fused;
 
     fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut state = seed
@@ -404,7 +393,9 @@ mod tests {
         let w = candle_core::Tensor::new(values(4 * 16, 6), &device)
             .and_then(|t| t.reshape((4, 16)))
             .unwrap();
-        let y = x.apply_op2_no_bwd(&w, &FewRowsProduct(path)).unwrap();
+        let y = x
+            .apply_op2_no_bwd(&w, &Fused(FewRowsProduct(path)))
+            .unwrap();
         assert_eq!(y.dims(), &[2, 3, 4]);
         let reference = x.reshape((6, 16)).unwrap().matmul(&w.t().unwrap()).unwrap();
         let diff = (y.reshape((6, 4)).unwrap() - reference)
@@ -416,12 +407,12 @@ mod tests {
             candle_core::Tensor::zeros((FEW_ROWS + 1, 16), candle_core::DType::F32, &device)
                 .unwrap();
         assert!(too_many
-            .apply_op2_no_bwd(&w, &FewRowsProduct(path))
+            .apply_op2_no_bwd(&w, &Fused(FewRowsProduct(path)))
             .is_err());
         let wrong_width =
             candle_core::Tensor::zeros((2, 8), candle_core::DType::F32, &device).unwrap();
         assert!(wrong_width
-            .apply_op2_no_bwd(&w, &FewRowsProduct(path))
+            .apply_op2_no_bwd(&w, &Fused(FewRowsProduct(path)))
             .is_err());
     }
 }

@@ -59,15 +59,14 @@ pub fn packed_causal_attention(
             .contiguous()?
             .apply_op3(&k.contiguous()?, &v.contiguous()?, Fused(op));
     }
+    let [qs, ks, vs] = [q, k, v].map(|x| stacked_per_sequence(x, lens, kv_heads));
+    let (qs, ks, vs) = (qs?, ks?, vs?);
     let mut outputs = Vec::with_capacity(lens.len());
-    let mut offset = 0;
-    for &len in lens {
-        let [q, k, v] = [q, k, v].map(|x| stack_heads(&x.narrow(0, offset, len)?, kv_heads));
+    for (((q, k), v), &len) in qs.iter().zip(&ks).zip(&vs).zip(lens) {
         outputs.push(unstack_heads(
-            &causal_attention(&q?, &k?, &v?, scale, len)?,
+            &causal_attention(q, k, v, scale, len)?,
             heads,
         )?);
-        offset += len;
     }
     Tensor::cat(&outputs, 0)
 }
@@ -241,9 +240,10 @@ fn max(x: &[f32]) -> f32 {
     x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
-/// What one fused operation computes, on `N` contiguous float32 CPU operands; [`Fused`] gives
-/// it candle's trait for `N` operands, so that no operation repeats candle's signatures.
-trait Kernel<const N: usize>: Send + Sync + 'static {
+/// What one CPU operation computes on `N` contiguous float32 operands (the operations here,
+/// and [`crate::float_rows`]' few-row product); [`Fused`] gives it candle's trait for `N`
+/// operands, so that no operation repeats candle's signatures and operand checks.
+pub(crate) trait Kernel<const N: usize>: Send + Sync + 'static {
     const NAME: &'static str;
 
     /// The result of the operands, each given as its values and layout.
@@ -262,7 +262,7 @@ trait Kernel<const N: usize>: Send + Sync + 'static {
 }
 
 /// A [`Kernel`] as a candle custom operation.
-struct Fused<K>(K);
+pub(crate) struct Fused<K>(pub K);
 
 impl<K> Fused<K> {
     fn run<const N: usize>(
@@ -483,16 +483,21 @@ struct PackedAttention {
     probs: Mutex<Vec<Tensor>>,
 }
 
+/// Each sequence's part of a packed `[tokens, heads, dim]` tensor (sequences of `lens`
+/// tokens, in order), its heads stacked ([`stack_heads`]).
+fn stacked_per_sequence(x: &Tensor, lens: &[usize], kv_heads: usize) -> Result<Vec<Tensor>> {
+    let mut offset = 0;
+    let mut parts = Vec::with_capacity(lens.len());
+    for &len in lens {
+        parts.push(stack_heads(&x.narrow(0, offset, len)?, kv_heads)?);
+        offset += len;
+    }
+    Ok(parts)
+}
+
 impl PackedAttention {
-    /// Each sequence's part of a packed `[tokens, heads, dim]` tensor, its heads stacked.
     fn stacked(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let mut offset = 0;
-        let mut parts = Vec::with_capacity(self.lens.len());
-        for &len in &self.lens {
-            parts.push(stack_heads(&x.narrow(0, offset, len)?, self.kv_heads)?);
-            offset += len;
-        }
-        Ok(parts)
+        stacked_per_sequence(x, &self.lens, self.kv_heads)
     }
 
     fn softmax(&self, queries: usize) -> Result<CausalSoftmax> {

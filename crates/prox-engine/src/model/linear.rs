@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::{CResult, PackedBatch};
 use crate::float_rows::{FewRowsProduct, FloatRows, FEW_ROWS};
+use crate::fused::Fused;
 use crate::q8::{Kernel, Q8Matrix};
 
 /// A weight matrix `[out, in]` applied as `x · Wᵀ`: float, or quantized (GGUF blocks, or
@@ -226,7 +227,7 @@ fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
         if let Some(path) = FloatRows::detect() {
             return x
                 .contiguous()?
-                .apply_op2_no_bwd(&w.contiguous()?, &FewRowsProduct(path));
+                .apply_op2_no_bwd(&w.contiguous()?, &Fused(FewRowsProduct(path)));
         }
     }
     x.matmul(&w.t()?)
