@@ -5,14 +5,15 @@
 
 use std::fmt;
 
+use crate::float_gemm::FloatGemm;
 use crate::float_rows::FloatRows;
 use crate::q8::Kernel;
 
 /// The kernels chosen on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuKernels {
-    /// The vector path of the float GEMM (candle's `gemm` crate): `avx2+fma`, `neon` or
-    /// `scalar`.
+    /// The kernels of the float GEMM (candle's `gemm` crate): `avx512f`, `avx2+fma`, `neon`
+    /// or `scalar`.
     pub float_gemm: &'static str,
     /// The vector path of the engine's few-row float product (decoding steps of up to
     /// [`crate::float_rows::FEW_ROWS`] tokens), if this CPU has one.
@@ -69,21 +70,20 @@ impl Avx2 {
     }
 }
 
-/// The path `gemm` 0.19 picks, by the same tests in the same order as its dispatch
-/// (`gemm-common`'s `init_gemm_fn`) as the workspace builds it: FMA (with AVX2), else scalar.
-/// Its AVX-512 kernels sit behind its `x86-v4` feature, left off on purpose: on an AMD EPYC
-/// (Zen 4) they decoded 8 and 32 sequences at half and three quarters of the speed, and
-/// prefilled 3% slower; on an Intel Xeon (Sapphire Rapids) they prefilled 20–30% faster but
-/// decoded 8 sequences 30% slower (`scripts/bench-engine.sh`, both builds side by side).
-/// The feature is one switch for every product, so the two cannot be had together.
+/// The kernels of the weight products ([`FloatGemm::chosen`]), else the path `gemm` 0.19
+/// picks for candle's `matmul`, by the same tests in the same order as its dispatch
+/// (`gemm-common`'s `init_gemm_fn`).
 fn float_gemm_path() -> &'static str {
+    match FloatGemm::chosen() {
+        Ok(Some(gemm)) => return gemm.name(),
+        Ok(None) => {}
+        Err(_) => return "unknown (PROX_FLOAT_GEMM names no path)",
+    }
+    // FloatGemm takes every x86-64 CPU with AVX2 and FMA; one without them has no AVX-512
+    // either, and `gemm` computes in scalar code.
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("fma") {
-            "avx2+fma"
-        } else {
-            "scalar"
-        }
+        "scalar"
     }
     #[cfg(target_arch = "aarch64")]
     {

@@ -8,6 +8,10 @@ pub const PROX_LOG: &str = "PROX_LOG";
 /// unknown value is an error.
 pub const PROX_Q8_KERNEL: &str = prox_engine::q8::KERNEL_ENV;
 
+/// Picks the float GEMM's kernels (AVX2 or AVX-512) for the engine's weight products; an
+/// unknown value is an error.
+pub const PROX_FLOAT_GEMM: &str = prox_engine::float_gemm::FLOAT_GEMM_ENV;
+
 /// Each variable with what it changes, in the order `prox --help` lists them.
 const ENVIRONMENT: &[(&str, &str)] = &[
     (
@@ -19,6 +23,12 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "caps the Q8_0 kernel the engine picks (`portable`, `avx2`, `avxvnni`, `avx512vnni`, \
          up to the fastest this CPU runs; `prox -v` logs the choice); an unknown value is an \
          error",
+    ),
+    (
+        PROX_FLOAT_GEMM,
+        "the float GEMM's kernels for the weight products: `avx2` (AVX2 and FMA only) or \
+         `avx512f` (AVX-512 wherever the CPU has it; by default every CPU with it but AMD's); \
+         `prox -v` logs the choice; an unknown value is an error",
     ),
     (
         "SLURM_ARRAY_TASK_ID",

@@ -15,7 +15,7 @@ use clap::Parser;
 
 use crate::cli::Cli;
 use crate::commands::Completion;
-use crate::env_vars::PROX_Q8_KERNEL;
+use crate::env_vars::{PROX_FLOAT_GEMM, PROX_Q8_KERNEL};
 
 // Refining allocates and frees a string per field of every document, and large buffers per
 // batch: glibc's allocator returns those to the kernel and faults them back in, batch after
@@ -30,6 +30,11 @@ fn main() -> ExitCode {
     if let Err(error) = prox_engine::q8::Kernel::cap_from_env() {
         eprintln!("error: {error}");
         eprintln!("hint: unset {PROX_Q8_KERNEL} to use the fastest kernel this CPU runs");
+        return ExitCode::from(2);
+    }
+    if let Err(error) = prox_engine::float_gemm::FloatGemm::chosen() {
+        eprintln!("error: {error}");
+        eprintln!("hint: unset {PROX_FLOAT_GEMM} to use the kernels measured fastest on this CPU");
         return ExitCode::from(2);
     }
     tracing::debug!("CPU kernels: {}", prox_engine::CpuKernels::detect());

@@ -230,6 +230,9 @@ fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
                 .apply_op2_no_bwd(&w.contiguous()?, &Fused(FewRowsProduct(path)));
         }
     }
+    if let Some(y) = crate::float_gemm::weight_product(x, w)? {
+        return Ok(y);
+    }
     x.matmul(&w.t()?)
 }
 

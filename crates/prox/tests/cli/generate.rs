@@ -113,6 +113,31 @@ fn a_missing_model_is_an_error_that_names_it() {
     assert!(stderr.contains("no/such/model"), "{stderr}");
 }
 
+#[test]
+fn an_unknown_kernel_setting_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"prompt_ids\": [1]}\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    for (variable, refusal) in [
+        ("PROX_FLOAT_GEMM", "names no float GEMM path"),
+        ("PROX_Q8_KERNEL", "names no Q8_0 kernel"),
+    ] {
+        let stderr = generate_tiny(path_str(&input), path_str(&output))
+            .env(variable, "sse")
+            .exit_code(2);
+        assert!(
+            stderr.contains(&format!("{variable}=\"sse\" {refusal}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("hint: unset {variable}")),
+            "{stderr}"
+        );
+        assert!(!output.exists(), "nothing is written");
+    }
+}
+
 /// Writes the first golden prompt as an ids record; returns (input, output) paths.
 fn one_prompt(dir: &Path) -> (String, String) {
     let input = dir.join("in.jsonl");
