@@ -211,9 +211,10 @@ impl Linear {
 }
 
 /// `x · Wᵀ` for a float weight: decoding's few f32 rows on the CPU through the few-row
-/// product ([`crate::float_rows`]), which reads the weight once at the memory's speed;
-/// everything else, and anything that needs gradients (the op has no backward), through
-/// candle's GEMM.
+/// product ([`crate::float_rows`]), which reads the weight once at the memory's speed (it
+/// has no backward pass); other f32 products on the CPU through the GEMM kernels chosen for
+/// this CPU ([`crate::float_gemm`], with a backward pass); anything else through candle's
+/// `matmul`.
 fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
     let k = x.dim(candle_core::D::Minus1)?;
     let few_rows = k > 0 && x.elem_count() / k <= FEW_ROWS;
