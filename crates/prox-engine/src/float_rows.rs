@@ -20,9 +20,10 @@ use crate::fused::Kernel;
 type CResult<T> = candle_core::Result<T>;
 
 /// The most rows the product takes; larger products go to the GEMM, which reuses each
-/// weight from its registers. On an Intel Xeon the few-row product decoded 8 sequences 20%
-/// faster than the AVX-512 GEMM, 12 alike (92 and 89 tokens/s), and 16 10% more slowly.
-pub const FEW_ROWS: usize = 12;
+/// weight from its registers. On an Intel Xeon the few-row product decoded 2 sequences 25%
+/// faster than the GEMM (`gemm`'s AVX2 kernels, which take products of so few rows there),
+/// 4 and 6 alike, and 8 and 12 9–13% more slowly.
+pub const FEW_ROWS: usize = 6;
 
 /// Multiply-adds below which one thread does the whole product.
 const PARALLEL_MIN_FMAS: usize = 1 << 16;

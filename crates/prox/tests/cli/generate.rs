@@ -116,14 +116,12 @@ fn a_missing_model_is_an_error_that_names_it() {
 #[test]
 fn an_unknown_kernel_setting_is_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"prompt_ids\": [1]}\n").unwrap();
-    let output = dir.path().join("out.jsonl");
+    let (input, output) = one_prompt(dir.path());
     for (variable, refusal) in [
         ("PROX_FLOAT_GEMM", "names no float GEMM path"),
         ("PROX_Q8_KERNEL", "names no Q8_0 kernel"),
     ] {
-        let stderr = generate_tiny(path_str(&input), path_str(&output))
+        let stderr = generate_tiny(&input, &output)
             .env(variable, "sse")
             .exit_code(2);
         assert!(
@@ -134,7 +132,7 @@ fn an_unknown_kernel_setting_is_refused_before_any_work() {
             stderr.contains(&format!("hint: unset {variable}")),
             "{stderr}"
         );
-        assert!(!output.exists(), "nothing is written");
+        assert!(!Path::new(&output).exists(), "nothing is written");
     }
 }
 
