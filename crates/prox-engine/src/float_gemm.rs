@@ -5,11 +5,11 @@
 //! wherever the CPU has it (the workspace builds `gemm` with its `x86-v4` feature), else
 //! AVX2 and FMA. On an Intel Xeon (Sapphire Rapids) the AVX-512 kernels prefilled about 1.5
 //! times as fast; on an AMD EPYC (Zen 4, whose 512-bit FMAs are two 256-bit halves) they
-//! were slower throughout. So the weight products, forward and backward, come here and take
-//! AVX-512 on CPUs other than AMD's, AVX2 and FMA otherwise; [`FLOAT_GEMM_ENV`] caps or
-//! forces the choice. Called directly, with the weight read transposed through its strides,
-//! `gemm` also decoded 24 and 32 sequences about 10% faster than through candle's `matmul`
-//! on the same kernels (Xeon).
+//! were slower throughout (measured through candle's `matmul` at an earlier version). So the
+//! weight products, forward and backward, come here and take AVX-512 on CPUs other than
+//! AMD's, AVX2 and FMA otherwise; [`FLOAT_GEMM_ENV`] caps or forces the choice. Products of
+//! few tokens are also given to `gemm` the other way round from how its entry point gives
+//! them ([`TRANSPOSED_MIN_ROWS`]), which decoded 32 sequences 1.3 times as fast on the Xeon.
 
 use std::sync::OnceLock;
 
@@ -29,7 +29,7 @@ pub const FLOAT_GEMM_ENV: &str = "PROX_FLOAT_GEMM";
 pub const AVX512_MIN_ROWS: usize = 24;
 
 /// The fewest rows (tokens) of a product that `gemm` is given transposed, as its own entry
-/// point gives it ([`FloatGemm::run`]).
+/// point gives every product with a row-major result ([`FloatGemm::run`]).
 const TRANSPOSED_MIN_ROWS: usize = 256;
 
 /// A kernel set of the `gemm` crate.
@@ -162,11 +162,10 @@ impl FloatGemm {
     /// `dst = lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` given by their strides (in
     /// elements, row then column), `dst` `[m, n]` row-major, on candle's thread count.
     ///
-    /// # Safety
-    /// `lhs` and `rhs` must hold every element their strides address, and `dst` `m · n`.
+    /// # Panics
+    /// When a slice is shorter than its matrix: a bug of the caller, never bad input.
     #[allow(unsafe_code)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run(
+    fn run(
         self,
         (m, n, k): (usize, usize, usize),
         dst: &mut [f32],
@@ -177,6 +176,16 @@ impl FloatGemm {
         use gemm_common::simd::MixedSimd;
         use gemm_common::Parallelism;
 
+        let spans = |rows: usize, cols: usize, rs: usize, cs: usize| match rows * cols {
+            0 => 0,
+            _ => (rows - 1) * rs + (cols - 1) * cs + 1,
+        };
+        assert!(
+            dst.len() == m * n
+                && lhs.len() >= spans(m, k, lhs_rs, lhs_cs)
+                && rhs.len() >= spans(k, n, rhs_rs, rhs_cs),
+            "float-gemm: operands shorter than their matrices"
+        );
         let parallelism = match candle_core::utils::get_num_threads() {
             0 | 1 => Parallelism::None,
             threads => Parallelism::Rayon(threads),
@@ -192,9 +201,10 @@ impl FloatGemm {
         // `gemm`'s own entry point hands them `dstᵀ = rhsᵀ · lhsᵀ` for a row-major `dst`,
         // vectorizing the output features, which suits many tokens; for fewer than
         // TRANSPOSED_MIN_ROWS tokens, vectorizing the tokens themselves was faster (Xeon,
-        // both widths, the refiner's and the training bench's shapes: about 1.5 to 4 times
-        // at 16 to 64 tokens; the other way about 1.2 to 2.5 times at 512 and more). `dst`
-        // is written, not read (alpha 0, beta 1).
+        // both widths, the refiner's and the training bench's shapes: 1.1 to 5 times at 16
+        // to 64 tokens). From 512 tokens transposing was faster (1.1 to 2.5 times) for every
+        // shape but the down projection (10% slower). `dst` is written, not read (alpha 0,
+        // beta 1).
         let transposed = m >= TRANSPOSED_MIN_ROWS;
         let (m, n, dst_cs, dst_rs) = match transposed {
             true => (n, m, n as isize, 1),
@@ -247,7 +257,8 @@ impl FloatGemm {
                 )
             }};
         }
-        // SAFETY: the caller's bounds; the path's features were detected.
+        // SAFETY: every element the strides address is in its slice (checked above); the
+        // path's features were detected.
         unsafe {
             match self {
                 #[cfg(target_arch = "x86_64")]
@@ -312,16 +323,12 @@ impl Kernel<2> for Product {
             );
         }
         let mut dst = vec![0f32; m * n];
-        // SAFETY: both operands are whole contiguous matrices of the dimensions above.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.gemm.for_rows(m).run(
-                (m, n, k),
-                &mut dst,
-                (a, a_strides.0, a_strides.1),
-                (b, b_strides.0, b_strides.1),
-            )
-        };
+        self.gemm.for_rows(m).run(
+            (m, n, k),
+            &mut dst,
+            (a, a_strides.0, a_strides.1),
+            (b, b_strides.0, b_strides.1),
+        );
         let shape = match self.a {
             Read::AsIs => {
                 let mut dims = a_dims.to_vec();
