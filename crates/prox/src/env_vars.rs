@@ -27,8 +27,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     (
         PROX_FLOAT_GEMM,
         "the float GEMM's kernels for the weight products: `avx2` (AVX2 and FMA only) or \
-         `avx512f` (AVX-512 wherever the CPU has it; by default every CPU with it but AMD's); \
-         `prox -v` logs the choice; an unknown value is an error",
+         `avx512f` (AVX-512 wherever the CPU has it; by default every CPU with it but AMD's), \
+         for products of 24 tokens or more, the smaller ones taking AVX2 either way; `prox -v` \
+         logs the choice; an unknown value is an error",
     ),
     (
         "SLURM_ARRAY_TASK_ID",
