@@ -77,9 +77,7 @@ impl Choice {
 #[cfg(target_arch = "x86_64")]
 fn detect(choice: Choice) -> Option<FloatGemm> {
     use std::arch::is_x86_feature_detected;
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-        return None;
-    }
+    crate::cpu::Avx2::detect()?;
     let wide = match choice {
         Choice::Avx2 => false,
         Choice::Avx512 => is_x86_feature_detected!("avx512f"),
@@ -365,18 +363,13 @@ impl Kernel<2> for Product {
     }
 }
 
-/// `x · wᵀ` for `x` `[.., k]` and `w` `[n, k]`, f32 on the CPU, through the path
-/// [`FloatGemm::chosen`] (with a backward pass); `None` where candle's `matmul` should take
-/// the product (another device or dtype, no path on this CPU).
+/// `x · wᵀ` for `x` `[.., k]` and `w` `[n, k]`, both f32 on the CPU, through the path
+/// [`FloatGemm::chosen`] (with a backward pass); `None` where this CPU has no path and
+/// candle's `matmul` should take the product.
 pub(crate) fn weight_product(x: &Tensor, w: &Tensor) -> CResult<Option<Tensor>> {
-    let f32_cpu = |t: &Tensor| t.dtype() == candle_core::DType::F32 && t.device().is_cpu();
-    if !(f32_cpu(x) && f32_cpu(w)) {
-        return Ok(None);
-    }
     let Some(gemm) = FloatGemm::chosen().map_err(candle_core::Error::wrap)? else {
         return Ok(None);
     };
-
     let op = Fused(Product {
         gemm,
         a: Read::AsIs,
@@ -392,15 +385,11 @@ pub(crate) fn weight_product(x: &Tensor, w: &Tensor) -> CResult<Option<Tensor>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    fn tensor(dims: &[usize], seed: u32) -> Tensor {
-        let len: usize = dims.iter().product();
-        let values: Vec<f32> = (0..len)
-            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32)
-            .map(|v| v / (1u32 << 24) as f32 - 0.5)
-            .collect();
-        Tensor::from_vec(values, dims, &Device::Cpu).unwrap()
+    /// The fused tests' values, scaled to about [-0.5, 0.5] so that sums of a few hundred
+    /// products stay near 1, where the relative bound below means f32 rounding only.
+    fn tensor(dims: &[usize], seed: u64) -> Tensor {
+        (crate::fused::tests::tensor(dims, seed) / 6.0).unwrap()
     }
 
     fn max_relative_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -873,13 +873,13 @@ impl Kernel<2> for TargetLogProbsGrad {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
 
     /// Deterministic values spread over about [-3, 3].
-    fn tensor(shape: &[usize], seed: u64) -> Tensor {
+    pub(crate) fn tensor(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n)
             .map(|i| {

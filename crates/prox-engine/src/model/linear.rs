@@ -216,23 +216,19 @@ impl Linear {
 /// this CPU ([`crate::float_gemm`], with a backward pass); anything else through candle's
 /// `matmul`.
 fn float_product(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
-    let k = x.dim(candle_core::D::Minus1)?;
-    let few_rows = k > 0 && x.elem_count() / k <= FEW_ROWS;
-    if few_rows
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && x.device().is_cpu()
-        && !x.track_op()
-        && !w.track_op()
-    {
-        if let Some(path) = FloatRows::detect() {
-            return x
-                .contiguous()?
-                .apply_op2_no_bwd(&w.contiguous()?, &Fused(FewRowsProduct(path)));
+    if x.dtype() == DType::F32 && w.dtype() == DType::F32 && x.device().is_cpu() {
+        let k = x.dim(candle_core::D::Minus1)?;
+        let few_rows = k > 0 && x.elem_count() / k <= FEW_ROWS;
+        if few_rows && !x.track_op() && !w.track_op() {
+            if let Some(path) = FloatRows::detect() {
+                return x
+                    .contiguous()?
+                    .apply_op2_no_bwd(&w.contiguous()?, &Fused(FewRowsProduct(path)));
+            }
         }
-    }
-    if let Some(y) = crate::float_gemm::weight_product(x, w)? {
-        return Ok(y);
+        if let Some(y) = crate::float_gemm::weight_product(x, w)? {
+            return Ok(y);
+        }
     }
     x.matmul(&w.t()?)
 }
