@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Error;
 
@@ -25,19 +26,28 @@ pub struct AtomicFile {
 const TEMPORARY_MARK: &str = ".tmp-";
 
 /// The name a file is written under until it is whole: beside `path`, hidden so that listing a
-/// folder of outputs never picks up a half-written file, and naming this process so that two
-/// processes never write into each other's (`.NAME.tmp-PID`). `None` when `path` names no file.
+/// folder of outputs never picks up a half-written file, and naming this process and this writer
+/// (`.NAME.tmp-PID-N`) so that no two writers share one: two processes, or two tasks of one
+/// process finishing at once (both write the run's `stats.json`), each rename their own whole
+/// file. `None` when `path` names no file.
 pub fn temporary_path(path: &Path) -> Option<PathBuf> {
+    static WRITERS: AtomicU64 = AtomicU64::new(0);
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name()?);
-    name.push(format!("{TEMPORARY_MARK}{}", std::process::id()));
+    let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+    name.push(format!("{TEMPORARY_MARK}{}-{writer}", std::process::id()));
     Some(path.with_file_name(name))
 }
 
 /// For the name of a temporary file ([`temporary_path`]), the name it will have when whole and
-/// the id of the process writing it; `None` for any other name.
+/// the id of the process writing it; `None` for any other name. Names without the writer
+/// number (`.NAME.tmp-PID`, as runs before it left them) are recognised too.
 pub fn temporary_target(name: &str) -> Option<(&str, u32)> {
-    let (target, pid) = name.strip_prefix('.')?.rsplit_once(TEMPORARY_MARK)?;
+    let (target, writer) = name.strip_prefix('.')?.rsplit_once(TEMPORARY_MARK)?;
+    let pid = match writer.split_once('-') {
+        Some((pid, n)) => n.parse::<u64>().is_ok().then_some(pid)?,
+        None => writer,
+    };
     Some((target, pid.parse().ok()?))
 }
 
@@ -171,7 +181,29 @@ mod tests {
         );
         assert_eq!(temporary_target("part-00001-00002.parquet"), None);
         assert_eq!(temporary_target(".hidden.tmp-notapid"), None);
+        assert_eq!(temporary_target(".hidden.tmp-12"), Some(("hidden", 12)));
+        assert_eq!(temporary_target(".hidden.tmp-12-x"), None);
+        assert_ne!(
+            temporary_path(Path::new("out/a")),
+            temporary_path(Path::new("out/a"))
+        );
         assert_eq!(temporary_path(Path::new("/")), None);
+    }
+
+    #[test]
+    fn two_writers_of_one_file_in_one_process_both_commit() {
+        // Two tasks of one run finishing at once both write the run's stats.json.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.json");
+        let mut first = AtomicFile::create(&path).unwrap();
+        let mut second = AtomicFile::create(&path).unwrap();
+        first.write_all(b"first").unwrap();
+        second.write_all(b"second").unwrap();
+        first.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        second.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
