@@ -181,11 +181,15 @@ pub(crate) fn create_parent(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes under a temporary name and renames, so that a reader never sees half a file.
+/// Writes under a temporary name and renames, so that a reader never sees half a file. The
+/// name is this writer's alone (process and call): downloads running at once in one process
+/// write the same `refs/` file, and a shared name let one rename take the other's file away.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     create_parent(path)?;
+    let writer = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
+    tmp.push(format!(".tmp-{}-{writer}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(Error::io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(Error::io(path))
