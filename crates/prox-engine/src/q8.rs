@@ -608,10 +608,8 @@ impl Activations {
     }
 }
 
-/// Quantizes whole rows (see [`quantize_block`]), with each block's bias correction.
-/// Always inlined, so that `x86::quantize_rows` compiles it with AVX2: a call would run this
-/// body compiled for the baseline CPU, calling `truncf` per value.
-#[inline(always)]
+/// Quantizes whole rows (see [`quantize_block`]), with each block's bias correction: the
+/// portable kernel's quantizer, and the reference of `x86::quantize_rows`.
 fn quantize_rows(x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]) {
     let blocks = x.chunks_exact(BLOCK).zip(qs.iter_mut());
     for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
@@ -751,6 +749,8 @@ impl Simd {
 mod x86 {
     use std::arch::x86_64::*;
 
+    use half::f16;
+
     use super::{
         Block, Scales, Slice, Tile, TileSums, GROUP, MAX_GROUPS, SLICES, SLICE_VALUES, TILE_TOKENS,
     };
@@ -813,8 +813,11 @@ mod x86 {
         );
     }
 
-    /// [`super::quantize_rows`] compiled for AVX2, where `round` is an instruction sequence
-    /// (with `roundf`'s ties-away-from-zero) instead of a call per value.
+    /// [`super::quantize_rows`] on 256-bit vectors, with the same bits: a block's maximum,
+    /// the rounding (ties away from zero), the clamp and the sum of its values, 8 values at a
+    /// time. Compiled from the scalar code, the clamp and the conversion to `i8` stayed one
+    /// value at a time, and quantizing took a third as long as the 512-token products it
+    /// feeds on the Xeon.
     pub(super) fn quantize_rows(
         _cpu: Avx2,
         x: &[f32],
@@ -822,21 +825,77 @@ mod x86 {
         scales: &mut [f32],
         bias: &mut [i32],
     ) {
-        // SAFETY: `_cpu` exists only when AVX2 and FMA were detected; the function only
-        // runs safe code.
-        unsafe { quantize_rows_avx2(x, qs, scales, bias) }
+        let blocks = x.chunks_exact(super::BLOCK).zip(qs.iter_mut());
+        for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
+            let values: &[f32; super::BLOCK] = values.try_into().expect("chunks of one block");
+            // SAFETY: `_cpu` exists only when AVX2 and FMA were detected.
+            let (scale, sum) = unsafe { quantize_block_avx2(values, q) };
+            (*d, *bias) = (scale, -128 * sum);
+        }
     }
 
+    /// One block as [`super::quantize_block`] makes it; returns the f16 scale widened and the
+    /// sum of the quantized values.
+    ///
     /// # Safety
-    /// AVX2 and FMA must be available.
+    /// AVX2 must be available.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn quantize_rows_avx2(
-        x: &[f32],
-        qs: &mut [Block],
-        scales: &mut [f32],
-        bias: &mut [i32],
-    ) {
-        super::quantize_rows(x, qs, scales, bias);
+    fn quantize_block_avx2(values: &[f32; super::BLOCK], out: &mut Block) -> (f32, i32) {
+        let sign = _mm256_set1_ps(-0.0);
+        // SAFETY: 4 × 8 floats of the 32 in `values`.
+        let v: [__m256; 4] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(values.as_ptr().add(8 * i)) });
+        // `max` returns its second operand when either is NaN: the running maximum, never
+        // NaN itself, so that NaNs are ignored as `f32::max` ignores them.
+        let lanes = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
+            _mm256_max_ps(_mm256_andnot_ps(sign, v), m)
+        });
+        let half = _mm_max_ps(
+            _mm256_castps256_ps128(lanes),
+            _mm256_extractf128_ps(lanes, 1),
+        );
+        let half = _mm_max_ps(half, _mm_movehl_ps(half, half));
+        let amax = _mm_cvtss_f32(_mm_max_ss(half, _mm_movehdup_ps(half)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let (one, half, low, high) = (
+            _mm256_set1_ps(1.0),
+            _mm256_set1_ps(0.5),
+            _mm256_set1_ps(-128.0),
+            _mm256_set1_ps(127.0),
+        );
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let x = _mm256_mul_ps(v[i], id);
+            // `round_half_away`: `trunc`, then one step away from zero from a half up.
+            let t = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let away = _mm256_cmp_ps(
+                _mm256_andnot_ps(sign, _mm256_sub_ps(x, t)),
+                half,
+                _CMP_GE_OQ,
+            );
+            let step = _mm256_or_ps(_mm256_and_ps(x, sign), one);
+            let r = _mm256_add_ps(t, _mm256_and_ps(away, step));
+            // A NaN becomes 0, as `NaN as i32` does; the clamp then makes every value exact.
+            let r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));
+            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, low), high))
+        });
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256(sum, 1),
+        );
+        let sum = _mm_add_epi32(sum, _mm_unpackhi_epi64(sum, sum));
+        let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 1)));
+        // Packing works within 128-bit lanes: the dwords come out as values 0-3, 8-11, 16-19,
+        // 24-27, then 4-7, 12-15, ...; the permutation puts them back in order.
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: a `Block` is 32 bytes, 32-byte aligned.
+        unsafe { _mm256_store_si256(out.0.as_mut_ptr().cast(), packed) };
+        (f16::from_f32(d).to_f32(), sum)
     }
 
     /// Copies a half-group kernel's sums into the tile's sums.
@@ -1176,6 +1235,39 @@ mod tests {
                 assert_eq!(act.bias[at], -128 * sum, "{kernel:?} block {at}");
             }
         }
+    }
+
+    #[test]
+    fn every_quantizer_gives_the_portable_quantizers_bits() {
+        // Blocks of every scale, and blocks whose largest value is 127, so that the scale is
+        // 1 and halves are exact ties, with values at the clamp's edges.
+        let mut x = pseudo_random(64 * 32, 9);
+        for (i, v) in x.iter_mut().enumerate() {
+            *v *= [1e-30, 1e-3, 1.0, 1e3, 1e30][i / 32 % 5];
+        }
+        let mut ties: Vec<f32> = (0..32).map(|i| i as f32 * 4.0 - 63.5).collect();
+        ties[0] = 127.0;
+        ties[1] = -126.5;
+        ties[2] = 0.5;
+        ties[3] = -0.5;
+        ties[4] = -0.0;
+        x.extend(&ties);
+        x.extend(ties.iter().map(|v| -v));
+        let tokens = x.len() / 64;
+        let mut expected = Activations::empty();
+        expected.quantize(&x, tokens, 2, Simd::Scalar);
+        for kernel in Kernel::available() {
+            let mut act = Activations::empty();
+            act.quantize(&x, tokens, 2, kernel.simd().unwrap());
+            assert_eq!(act.qs, expected.qs, "{kernel:?}");
+            assert_eq!(act.bias, expected.bias, "{kernel:?}");
+            let bits = |v: &[f32]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&act.scales), bits(&expected.scales), "{kernel:?}");
+        }
+        // The ties round away from zero.
+        let at = 64 * 32 / 32;
+        assert_eq!(&expected.qs[at].0[..5], &[127, -127, 1, -1, 0]);
+        assert_eq!(expected.qs[at].0[5], -44, "-43.5");
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! model in memory, and reports the load time and its peak memory against the weights (run
 //! with `--prefill-batches '' --decode-batches '' --choice-batch 0` to load only).
 //! `--products N,..` times one layer's projections alone (the refiner's shapes, random
-//! weights) for N tokens: f32 GEMM against the Q8_0 product on every kernel this CPU runs,
-//! interleaved, whatever `PROX_Q8_KERNEL` says, and exits.
+//! weights) for N tokens: the engine's f32 product against the Q8_0 product on every kernel
+//! this CPU runs, interleaved, whatever `PROX_Q8_KERNEL` says, and exits.
 //! Every run first measures the machine (`machine.rs`): the CPU, the kernels chosen, the
 //! f32 FMA peak and the bandwidth of a parallel copy. The `of_peak` column divides GFLOP/s
 //! by that peak; decoding also gives the GB/s of weights it reads, against the copy's.
@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use prox_engine::{
     choose, generate, ChooseOptions, Config, DType, Device, GenerateOptions, GgmlDType, KvCache,
-    Llama, LoadOptions, LogitsAt, Model, Q8Kernel, Request,
+    Linear, Llama, LoadOptions, LogitsAt, Model, Q8Kernel, Request,
 };
 
 // The allocator of the `prox` binary, so that the figures are what `prox` gets: with glibc's,
@@ -161,7 +161,8 @@ fn prompt(len: usize, seed: usize) -> Vec<u32> {
 }
 
 /// One layer's projections (`[out, in]`: q, k, v, o, gate, up, down) for `tokens` tokens:
-/// the f32 GEMM the engine runs for float weights, and the Q8_0 product on each kernel,
+/// the engine's product for f32 weights (`Linear::Float`: the few-row product up to 6 tokens,
+/// else the float GEMM), and the Q8_0 product on each kernel,
 /// repetitions interleaved so that a busy machine slows every path alike.
 fn products(cfg: &Config, args: &Args, machine: &machine::Machine) -> AnyResult<()> {
     use prox_engine::q8::Kernel;
@@ -188,7 +189,7 @@ fn products(cfg: &Config, args: &Args, machine: &machine::Machine) -> AnyResult<
             (out_dim, in_dim),
             &Device::Cpu,
         )?;
-        layer.push((Q8Matrix::quantize(&w)?, w));
+        layer.push((Q8Matrix::quantize(&w)?, Linear::Float(w)));
     }
     let kernels = Kernel::available();
     println!("# one layer's projections, {flops_per_token} FLOP per token; kernels: {kernels:?}");
@@ -205,7 +206,7 @@ fn products(cfg: &Config, args: &Args, machine: &machine::Machine) -> AnyResult<
         for _ in 0..args.reps {
             let t = Instant::now();
             for ((_, w), x) in layer.iter().zip(&tensors) {
-                std::hint::black_box(x.matmul(&w.t()?)?);
+                std::hint::black_box(w.forward(x)?);
             }
             times[0].push(t.elapsed().as_secs_f64());
             for (slot, &kernel) in times[1..].iter_mut().zip(&kernels) {
