@@ -850,15 +850,15 @@ mod x86 {
         let lanes = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
             _mm256_max_ps(_mm256_andnot_ps(sign, v), m)
         });
-        let half = _mm_max_ps(
+        let four = _mm_max_ps(
             _mm256_castps256_ps128(lanes),
             _mm256_extractf128_ps(lanes, 1),
         );
-        let half = _mm_max_ps(half, _mm_movehl_ps(half, half));
-        let amax = _mm_cvtss_f32(_mm_max_ss(half, _mm_movehdup_ps(half)));
+        let two = _mm_max_ps(four, _mm_movehl_ps(four, four));
+        let amax = _mm_cvtss_f32(_mm_max_ss(two, _mm_movehdup_ps(two)));
         let d = amax / 127.0;
         let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-        let (one, half, low, high) = (
+        let (one, one_half, low, high) = (
             _mm256_set1_ps(1.0),
             _mm256_set1_ps(0.5),
             _mm256_set1_ps(-128.0),
@@ -870,7 +870,7 @@ mod x86 {
             let t = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             let away = _mm256_cmp_ps(
                 _mm256_andnot_ps(sign, _mm256_sub_ps(x, t)),
-                half,
+                one_half,
                 _CMP_GE_OQ,
             );
             let step = _mm256_or_ps(_mm256_and_ps(x, sign), one);
