@@ -723,11 +723,14 @@ impl Simd {
     }
 
     /// Weight groups per tile of [`TILE_TOKENS`] tokens: as many as the registers hold
-    /// (the 256-bit kernels walk a group's two halves one after the other).
+    /// (the 256-bit kernels walk a group's two halves one after the other). With 512-bit
+    /// vectors, 3 groups × 4 tokens take 28 of the 32 registers (12 float sums, 12 block
+    /// sums, 3 weight slices, a broadcast): 4% faster than 2 groups on the refiner's
+    /// products of 512 tokens on the Xeon.
     fn groups_per_tile(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Simd::Avx512Vnni(_) => 2,
+            Simd::Avx512Vnni(_) => 3,
             _ => 1,
         }
     }
@@ -988,6 +991,10 @@ mod x86 {
             (2, 2) => run!(2, 2),
             (2, 3) => run!(2, 3),
             (2, 4) => run!(2, 4),
+            (3, 1) => run!(3, 1),
+            (3, 2) => run!(3, 2),
+            (3, 3) => run!(3, 3),
+            (3, 4) => run!(3, 4),
             (4, 1) => run!(4, 1),
             (4, 2) => run!(4, 2),
             (4, 3) => run!(4, 3),
