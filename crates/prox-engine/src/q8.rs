@@ -586,36 +586,52 @@ impl Activations {
         let avx2 = simd.avx2();
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
-        let quantize_rows = |x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]| {
+        let quantize_part = |x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]| {
             #[cfg(target_arch = "x86_64")]
             if let Some(cpu) = avx2 {
-                return x86::quantize_rows(cpu, x, qs, scales, bias);
+                return quantize_rows(x, qs, scales, bias, |values, q| {
+                    x86::quantize_block(cpu, values, q)
+                });
             }
-            quantize_rows(x, qs, scales, bias)
+            quantize_rows(x, qs, scales, bias, portable_block)
         };
         // A chunk of rows per task: quantizing is cheap next to the product.
         let rows_per_task = (PARALLEL_MIN_BLOCK_DOTS / blocks.max(1)).max(1);
         if tokens <= rows_per_task {
-            quantize_rows(x, &mut self.qs, &mut self.scales, &mut self.bias);
+            quantize_part(x, &mut self.qs, &mut self.scales, &mut self.bias);
         } else {
             let chunk = rows_per_task * blocks;
             x.par_chunks(chunk * BLOCK)
                 .zip(self.qs.par_chunks_mut(chunk))
                 .zip(self.scales.par_chunks_mut(chunk))
                 .zip(self.bias.par_chunks_mut(chunk))
-                .for_each(|(((x, qs), scales), bias)| quantize_rows(x, qs, scales, bias));
+                .for_each(|(((x, qs), scales), bias)| quantize_part(x, qs, scales, bias));
         }
     }
 }
 
-/// Quantizes whole rows (see [`quantize_block`]), with each block's bias correction: the
-/// portable kernel's quantizer, and the reference of `x86::quantize_rows`.
-fn quantize_rows(x: &[f32], qs: &mut [Block], scales: &mut [f32], bias: &mut [i32]) {
-    let blocks = x.chunks_exact(BLOCK).zip(qs.iter_mut());
+/// Quantizes whole rows block by block with `block`, which writes a block and returns its
+/// scale and the sum of its values, and keeps each block's bias correction.
+#[inline(always)]
+fn quantize_rows(
+    x: &[f32],
+    qs: &mut [Block],
+    scales: &mut [f32],
+    bias: &mut [i32],
+    block: impl Fn(&[f32; BLOCK], &mut Block) -> (f32, i32),
+) {
+    let blocks = x.as_chunks::<BLOCK>().0.iter().zip(qs.iter_mut());
     for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
-        *d = quantize_block(values, q);
-        *bias = -128 * q.0.iter().map(|&v| i32::from(v)).sum::<i32>();
+        let (scale, sum) = block(values, q);
+        (*d, *bias) = (scale, -128 * sum);
     }
+}
+
+/// The portable kernel's block quantizer ([`quantize_block`]), and the reference of
+/// `x86::quantize_block`: the block's scale and the sum of its values.
+fn portable_block(values: &[f32; BLOCK], q: &mut Block) -> (f32, i32) {
+    let d = quantize_block(values, q);
+    (d, q.0.iter().map(|&v| i32::from(v)).sum())
 }
 
 /// One block as `quantize_row_q8_0`: scale `amax / 127` rounded to f16, values
@@ -816,29 +832,21 @@ mod x86 {
         );
     }
 
-    /// [`super::quantize_rows`] on 256-bit vectors, with the same bits: a block's maximum,
+    /// [`super::portable_block`] on 256-bit vectors, with the same bits: a block's maximum,
     /// the rounding (ties away from zero), the clamp and the sum of its values, 8 values at a
     /// time. Compiled from the scalar code, the clamp and the conversion to `i8` stayed one
     /// value at a time, and quantizing took 43% as long as the 512-token products it feeds
     /// on the Xeon.
-    pub(super) fn quantize_rows(
+    pub(super) fn quantize_block(
         _cpu: Avx2,
-        x: &[f32],
-        qs: &mut [Block],
-        scales: &mut [f32],
-        bias: &mut [i32],
-    ) {
-        let blocks = x.chunks_exact(super::BLOCK).zip(qs.iter_mut());
-        for ((values, q), (d, bias)) in blocks.zip(scales.iter_mut().zip(bias)) {
-            let values: &[f32; super::BLOCK] = values.try_into().expect("chunks of one block");
-            // SAFETY: `_cpu` exists only when AVX2 and FMA were detected.
-            let (scale, sum) = unsafe { quantize_block_avx2(values, q) };
-            (*d, *bias) = (scale, -128 * sum);
-        }
+        values: &[f32; super::BLOCK],
+        out: &mut Block,
+    ) -> (f32, i32) {
+        // SAFETY: `_cpu` exists only when AVX2 and FMA were detected.
+        unsafe { quantize_block_avx2(values, out) }
     }
 
-    /// One block as [`super::quantize_block`] makes it; returns the f16 scale widened and the
-    /// sum of the quantized values.
+    /// [`quantize_block`]'s body: the block's f16 scale widened, and the sum of its values.
     ///
     /// # Safety
     /// AVX2 must be available.
