@@ -32,6 +32,7 @@
 //!   one rayon task each.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -354,6 +355,7 @@ impl Q8Matrix {
     }
 
     /// [`Q8Matrix::matmul`] with a chosen kernel.
+    #[allow(unsafe_code)]
     pub fn matmul_with(&self, x: &[f32], kernel: Kernel) -> CResult<Vec<f32>> {
         if self.cols == 0 || !x.len().is_multiple_of(self.cols) {
             candle_core::bail!(
@@ -365,26 +367,32 @@ impl Q8Matrix {
             );
         }
         let tokens = x.len() / self.cols;
-        let mut y = vec![0f32; tokens * self.rows];
         if tokens == 0 || self.rows == 0 {
-            return Ok(y);
+            return Ok(Vec::new());
         }
         let Some(simd) = kernel.simd() else {
             candle_core::bail!("this CPU cannot run the {kernel:?} Q8_0 kernel");
         };
+        // Not zero-filled first: that pass over fresh memory cost about 5% of Q8_0 prefill.
+        let len = tokens * self.rows;
+        let mut y = Vec::with_capacity(len);
+        let out = &mut y.spare_capacity_mut()[..len];
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.matmul_into(x, tokens, &mut y, simd, &mut scratch),
+            Ok(mut scratch) => self.matmul_into(x, tokens, out, simd, &mut scratch),
             // Re-entered on this thread (a rayon task run while waiting): use fresh storage.
-            Err(_) => self.matmul_into(x, tokens, &mut y, simd, &mut Activations::empty()),
+            Err(_) => self.matmul_into(x, tokens, out, simd, &mut Activations::empty()),
         });
+        // SAFETY: `matmul_into` wrote all `tokens · rows` elements.
+        unsafe { y.set_len(len) };
         Ok(y)
     }
 
+    /// Writes every element of `y` (`[tokens, rows]`), reading none.
     fn matmul_into(
         &self,
         x: &[f32],
         tokens: usize,
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
         simd: Simd,
         act: &mut Activations,
     ) {
@@ -463,8 +471,10 @@ impl Q8Matrix {
                         for (k, group_sums) in sums_t.iter().take(ng).enumerate() {
                             let r0 = (g + k) * GROUP;
                             let n = GROUP.min(self.rows - r0);
-                            out[r0 - first_row..r0 - first_row + n]
-                                .copy_from_slice(&group_sums[..n]);
+                            let out = &mut out[r0 - first_row..r0 - first_row + n];
+                            for (o, &sum) in out.iter_mut().zip(&group_sums[..n]) {
+                                o.write(sum);
+                            }
                         }
                     }
                     t += nt;
@@ -522,7 +532,7 @@ impl Q8Matrix {
 /// every output row.
 struct Band<'a> {
     groups: std::ops::Range<usize>,
-    rows_out: Vec<&'a mut [f32]>,
+    rows_out: Vec<&'a mut [MaybeUninit<f32>]>,
 }
 
 impl candle_core::CustomOp1 for Q8Matrix {
