@@ -24,6 +24,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use crate::exp::exp_in_place;
+
 /// Causal attention of packed sequences: `q` `[tokens, heads, dim]`, `k` and `v`
 /// `[tokens, kv_heads, dim]`, the tokens of each sequence (`lens`, in order) attending to that
 /// sequence's tokens up to their own; returns `[tokens, heads, dim]`. The softmax is taken in
@@ -441,8 +443,9 @@ impl Kernel<1> for CausalSoftmax {
                 .iter()
                 .fold(f32::NEG_INFINITY, |m, &x| m.max(x * self.scale));
             for (p, &x) in p.iter_mut().zip(&s[..n]) {
-                *p = (x * self.scale - max).exp();
+                *p = x * self.scale - max;
             }
+            exp_in_place(&mut p[..n]);
             // Over the whole row, masked zeros included, as the masked softmax adds.
             let total = candle_sum(p);
             for p in &mut p[..n] {
@@ -686,23 +689,29 @@ impl Kernel<2> for RmsNormScaleGrad {
     }
 }
 
-/// `f` of the values at each position of equally long slices, in parallel blocks.
-fn elementwise<const N: usize>(
+/// `f(exp(-g), [g, ..])` at each position of equally long slices, `g` being the first: the
+/// SwiGLU's gate, whose exponentials are taken a block at a time ([`exp_in_place`]); blocks
+/// in parallel.
+fn with_gate_exp<const N: usize>(
     inputs: [&[f32]; N],
-    f: impl Fn([f32; N]) -> f32 + Sync,
+    f: impl Fn(f32, [f32; N]) -> f32 + Sync,
 ) -> Vec<f32> {
-    const BLOCK: usize = 1 << 14;
+    const BLOCK: usize = 1 << 12;
     by_rows(inputs[0].len(), BLOCK, |block, out| {
         let start = block * BLOCK;
+        for (o, &g) in out.iter_mut().zip(&inputs[0][start..]) {
+            *o = -g;
+        }
+        exp_in_place(out);
         for (i, o) in out.iter_mut().enumerate() {
-            *o = f(inputs.map(|x| x[start + i]));
+            *o = f(*o, inputs.map(|x| x[start + i]));
         }
     })
 }
 
-/// candle's `silu`, to the bit.
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+/// candle's `silu` (`x / (1 + exp(-x))`), to the bit, from `exp(-x)`.
+fn silu(x: f32, exp_minus_x: f32) -> f32 {
+    x / (1.0 + exp_minus_x)
 }
 
 struct SwiGlu;
@@ -714,7 +723,7 @@ impl Kernel<2> for SwiGlu {
         &self,
         [(gate, layout), (up, _)]: [(&[f32], &Layout); 2],
     ) -> Result<(Vec<f32>, Shape)> {
-        let out = elementwise([gate, up], |[g, u]| silu(g) * u);
+        let out = with_gate_exp([gate, up], |e, [g, u]| silu(g, e) * u);
         Ok((out, layout.shape().clone()))
     }
 
@@ -743,12 +752,12 @@ impl Kernel<3> for SwiGluGrad {
         [(gate, layout), (up, _), (grad, _)]: [(&[f32], &Layout); 3],
     ) -> Result<(Vec<f32>, Shape)> {
         let out = if self.wrt_gate {
-            elementwise([gate, up, grad], |[g, u, d]| {
-                let sigmoid = 1.0 / (1.0 + (-g).exp());
+            with_gate_exp([gate, up, grad], |e, [g, u, d]| {
+                let sigmoid = 1.0 / (1.0 + e);
                 d * u * (sigmoid * (1.0 + g * (1.0 - sigmoid)))
             })
         } else {
-            elementwise([gate, grad], |[g, d]| d * silu(g))
+            with_gate_exp([gate, grad], |e, [g, d]| d * silu(g, e))
         };
         Ok((out, layout.shape().clone()))
     }
@@ -807,9 +816,11 @@ struct TargetLogProbs {
 /// `exp(x - max)` of a row into `out`; returns `max` and the sum of `out`.
 fn exp_shifted(x: &[f32], out: &mut [f32]) -> (f32, f32) {
     let max = max(x);
+    let out = &mut out[..x.len()];
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v - max).exp();
+        *o = v - max;
     }
+    exp_in_place(out);
     (max, candle_sum(out))
 }
 

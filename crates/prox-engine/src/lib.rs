@@ -34,6 +34,7 @@ mod config;
 mod cpu;
 mod device;
 mod error;
+mod exp;
 pub mod float_gemm;
 pub mod float_rows;
 pub mod fused;
