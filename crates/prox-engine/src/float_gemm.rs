@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use candle_core::{Layout, Shape, Tensor};
+use rayon::prelude::*;
 
 use crate::fused::{Fused, Kernel};
 
@@ -164,9 +165,22 @@ impl FloatGemm {
     ///
     /// # Panics
     /// When a slice is shorter than its matrix: a bug of the caller, never bad input.
-    #[allow(unsafe_code)]
     fn run(
         self,
+        dims: (usize, usize, usize),
+        dst: &mut [MaybeUninit<f32>],
+        lhs: (&[f32], usize, usize),
+        rhs: (&[f32], usize, usize),
+    ) {
+        let threads = candle_core::utils::get_num_threads();
+        self.run_on(threads, dims, dst, lhs, rhs)
+    }
+
+    /// [`FloatGemm::run`] on `threads` threads (1: the calling thread only).
+    #[allow(unsafe_code)]
+    fn run_on(
+        self,
+        threads: usize,
         (m, n, k): (usize, usize, usize),
         dst: &mut [MaybeUninit<f32>],
         (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
@@ -186,7 +200,7 @@ impl FloatGemm {
                 && rhs.len() >= spans(k, n, rhs_rs, rhs_cs),
             "float-gemm: operands shorter than their matrices"
         );
-        let parallelism = match candle_core::utils::get_num_threads() {
+        let parallelism = match threads {
             0 | 1 => Parallelism::None,
             threads => Parallelism::Rayon(threads),
         };
@@ -388,6 +402,102 @@ pub(crate) fn weight_product(x: &Tensor, w: &Tensor) -> CResult<Option<Tensor>> 
     }
 }
 
+/// The most results of a [`batched_product`] matrix left to candle's `matmul`.
+const SMALL_PRODUCT: usize = 16 * 16;
+
+/// `a · b` for each matrix of a batch, `a` `[batch, m, k]` and `b` `[batch, k, n]` (or
+/// `[batch, n, k]` read transposed), contiguous f32 on the CPU; the matrices in parallel
+/// when there are as many as threads, each on one thread.
+struct BatchedProduct {
+    gemm: FloatGemm,
+    b: Read,
+}
+
+impl Kernel<2> for BatchedProduct {
+    const NAME: &'static str = "batched-float-gemm";
+
+    #[allow(unsafe_code)]
+    fn forward(
+        &self,
+        [(a, a_layout), (b, b_layout)]: [(&[f32], &Layout); 2],
+    ) -> CResult<(Vec<f32>, Shape)> {
+        let (batch, m, k) = a_layout.shape().dims3()?;
+        let (b_batch, b_rows, b_cols) = b_layout.shape().dims3()?;
+        let ((b_k, n), b_strides) = match self.b {
+            Read::AsIs => ((b_rows, b_cols), (b_cols, 1)),
+            Read::Transposed => ((b_cols, b_rows), (1, b_cols)),
+        };
+        if (b_batch, b_k) != (batch, k) {
+            candle_core::bail!(
+                "batched-float-gemm: {:?} and {:?} do not multiply ({:?})",
+                a_layout.shape(),
+                b_layout.shape(),
+                self.b
+            );
+        }
+        let len = batch * m * n;
+        let mut dst = Vec::with_capacity(len);
+        let one = |(i, dst): (usize, &mut [MaybeUninit<f32>]), threads| {
+            let a = &a[i * m * k..(i + 1) * m * k];
+            let b = &b[i * k * n..(i + 1) * k * n];
+            self.gemm.for_rows(m).run_on(
+                threads,
+                (m, n, k),
+                dst,
+                (a, k, 1),
+                (b, b_strides.0, b_strides.1),
+            );
+        };
+        let threads = candle_core::utils::get_num_threads();
+        let matrices = &mut dst.spare_capacity_mut()[..len];
+        let size = (m * n).max(1);
+        if batch >= threads {
+            let matrices = matrices.par_chunks_mut(size).enumerate();
+            matrices.for_each(|matrix| one(matrix, 1));
+        } else {
+            let matrices = matrices.chunks_mut(size).enumerate();
+            matrices.for_each(|matrix| one(matrix, threads));
+        }
+        // SAFETY: each of the `batch` products wrote its `m · n` elements.
+        unsafe { dst.set_len(len) };
+        Ok((dst, Shape::from((batch, m, n))))
+    }
+}
+
+/// `a · b` (or `a · bᵀ` with `b_transposed`) for `a` `[batch, m, k]` and `b` `[batch, k, n]`
+/// (`[batch, n, k]`), f32 on the CPU outside autograd, through the path
+/// [`FloatGemm::chosen`] without zero-filling the result first, with the bits of candle's
+/// `matmul`; `None` where candle's `matmul` should take it (other devices and dtypes, a graph
+/// to differentiate, no path, products of at most [`SMALL_PRODUCT`] results).
+pub(crate) fn batched_product(
+    a: &Tensor,
+    b: &Tensor,
+    b_transposed: bool,
+) -> CResult<Option<Tensor>> {
+    let Some(gemm) = FloatGemm::chosen().map_err(candle_core::Error::wrap)? else {
+        return Ok(None);
+    };
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if !cpu_f32(a) || !cpu_f32(b) || a.track_op() || b.track_op() {
+        return Ok(None);
+    }
+    // `gemm` sums products of at most 16 × 16 results in another order (its "horizontal"
+    // kernels), which candle's `matmul` reaches in other cases than this entry point: those
+    // stay with candle, so that every product has candle's bits.
+    let (m, n) = (a.dim(1)?, b.dim(usize::from(!b_transposed) + 1)?);
+    if m * n <= SMALL_PRODUCT {
+        return Ok(None);
+    }
+    let b_read = match b_transposed {
+        true => Read::Transposed,
+        false => Read::AsIs,
+    };
+    let op = Fused(BatchedProduct { gemm, b: b_read });
+    a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &op)
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +573,51 @@ mod tests {
             let expected = reference(&x.reshape((6, 16)).unwrap(), &w.t().unwrap());
             assert!(max_relative_diff(&y.reshape((6, 8)).unwrap(), &expected) < 1e-5);
         }
+    }
+
+    #[test]
+    fn batched_products_equal_candles_matmul_in_both_orientations() {
+        if FloatGemm::chosen().unwrap().is_none() {
+            return; // candle's matmul takes them on this CPU
+        }
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            values.iter().map(|v| v.to_bits()).collect()
+        };
+        // One matrix (each product parallel inside), and more matrices than threads (the
+        // matrices in parallel); attention's shapes: few columns, or many rows. Every
+        // kernel sums each product in order of `k` with fused multiply-adds, as candle's
+        // does: the same bits.
+        for (batch, m, k, n) in [
+            (5, 384, 64, 512),
+            (5, 384, 512, 64),
+            (5, 384, 64, 100),
+            (5, 384, 100, 64),
+            (1, 384, 64, 300),
+            (5, 300, 64, 70),
+            (4, 17, 70, 64),
+            (3, 40, 16, 33),
+            (2, 16, 8, 17),
+        ] {
+            let a = tensor(&[batch, m, k], 11);
+            let b = tensor(&[batch, k, n], 12);
+            let bt = b.transpose(1, 2).unwrap().contiguous().unwrap();
+            let want = a.matmul(&b).unwrap();
+            let as_is = batched_product(&a, &b, false).unwrap().expect("a path");
+            let transposed = batched_product(&a, &bt, true).unwrap().expect("a path");
+            for (got, label) in [(as_is, "as is"), (transposed, "transposed")] {
+                assert_eq!(got.dims(), [batch, m, n], "{label}");
+                let diff = max_relative_diff(&got, &reference(&a, &b));
+                assert!(diff < 1e-5, "{batch}x{m}x{k}x{n} {label}: {diff}");
+                assert_eq!(bits(&got), bits(&want), "{batch}x{m}x{k}x{n} {label}");
+            }
+        }
+        let a = tensor(&[2, 30, 4], 13);
+        assert!(batched_product(&a, &tensor(&[2, 5, 40], 14), false).is_err());
+        assert!(batched_product(&a, &tensor(&[3, 4, 50], 14), false).is_err());
+        let small = tensor(&[1, 5, 8], 15);
+        let small = batched_product(&small, &tensor(&[1, 7, 8], 16), true).unwrap();
+        assert!(small.is_none(), "16 x 16 results or fewer stay with candle");
     }
 
     #[test]

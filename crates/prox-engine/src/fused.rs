@@ -102,9 +102,15 @@ pub fn causal_attention(
     scale: f64,
     queries: usize,
 ) -> Result<Tensor> {
-    let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+    let scores = match crate::float_gemm::batched_product(q, k, true)? {
+        Some(scores) => scores,
+        None => q.matmul(&k.t()?)?.to_dtype(DType::F32)?,
+    };
     let probs = causal_softmax(&scores, scale, queries)?;
-    probs.to_dtype(v.dtype())?.matmul(v)
+    match crate::float_gemm::batched_product(&probs, v, false)? {
+        Some(y) => Ok(y),
+        None => probs.to_dtype(v.dtype())?.matmul(v),
+    }
 }
 
 /// `softmax(scores · scale)` over the last dimension with a causal mask, for the stacked
@@ -1028,7 +1034,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rope_equals_candles_rope_slow_forward_and_backward() {
+    fn rope_equals_candles_rope_slow_and_rope_thd_forward_and_backward() {
         let x = tensor(&[5, 3, 8], 18);
         let angles = tensor(&[5, 4], 19);
         let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
@@ -1046,6 +1052,9 @@ pub(crate) mod tests {
         assert_eq!(bits(&fused), bits(&composite), "rotated");
         assert_close(&fused_grads[0], &composite_grads[0], "input gradient");
         assert!(rope(&x, &cos.narrow(0, 0, 4).unwrap(), &sin).is_err());
+        // Inference replaced `rope_thd` by this kernel: the same bits.
+        let thd = candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0).unwrap(), &cos, &sin).unwrap();
+        assert_eq!(bits(&fused), bits(&thd.squeeze(0).unwrap()), "rope_thd");
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl Rotary {
     ) -> CResult<Tensor> {
         let cos = self.cos.index_select(positions, 0)?;
         let sin = self.sin.index_select(positions, 0)?;
+        let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32;
         match (self.interleaved, differentiable) {
+            // The fused kernel gives `rope_thd`'s bits, its rows in parallel: candle's CPU
+            // kernel splits the work by sequence only, so a prefill ran on one thread.
+            (false, _) if cpu_f32 => crate::fused::rope(x, &cos, &sin),
             // `rope_thd` takes the token-major layout directly: no transposes.
             (false, false) => {
                 candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, &cos, &sin)?
