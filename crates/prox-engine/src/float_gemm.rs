@@ -21,8 +21,9 @@ use crate::fused::{Fused, Kernel};
 
 type CResult<T> = candle_core::Result<T>;
 
-/// The environment variable that picks the float GEMM's kernels: `avx2` keeps every product
-/// on AVX2 and FMA; `avx512f` takes AVX-512 wherever the CPU has it, AMD's included.
+/// The environment variable that picks the float GEMM's kernels: `avx2` keeps every float
+/// product on AVX2 and FMA (the few-row product's too, [`crate::float_rows`]), as on a CPU
+/// without AVX-512; `avx512f` takes AVX-512 wherever the CPU has it, AMD's included.
 pub const FLOAT_GEMM_ENV: &str = "PROX_FLOAT_GEMM";
 
 /// The fewest rows (tokens) of a product that takes the AVX-512 kernels where they are
@@ -76,6 +77,14 @@ impl Choice {
     }
 }
 
+/// What [`FLOAT_GEMM_ENV`] asks in this process, read once.
+fn choice() -> Result<Choice, UnknownFloatGemm> {
+    static CHOICE: OnceLock<Result<Choice, UnknownFloatGemm>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| Choice::parse(&std::env::var(FLOAT_GEMM_ENV).unwrap_or_default()))
+        .clone()
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect(choice: Choice) -> Option<FloatGemm> {
     use std::arch::is_x86_feature_detected;
@@ -125,12 +134,13 @@ impl FloatGemm {
     /// candle's own `matmul` takes them (CPUs without AVX2 and FMA, other architectures).
     pub fn chosen() -> Result<Option<FloatGemm>, UnknownFloatGemm> {
         static CHOSEN: OnceLock<Result<Option<FloatGemm>, UnknownFloatGemm>> = OnceLock::new();
-        CHOSEN
-            .get_or_init(|| {
-                let choice = Choice::parse(&std::env::var(FLOAT_GEMM_ENV).unwrap_or_default())?;
-                Ok(detect(choice))
-            })
-            .clone()
+        CHOSEN.get_or_init(|| Ok(detect(choice()?))).clone()
+    }
+
+    /// Whether [`FLOAT_GEMM_ENV`] leaves the float products AVX-512 (it does unless it
+    /// says `avx2`; a value naming no path is refused by [`FloatGemm::chosen`], not here).
+    pub fn avx512_allowed() -> bool {
+        choice() != Ok(Choice::Avx2)
     }
 
     /// The path for a product of `rows` rows when `self` is chosen: AVX2 and FMA below

@@ -40,12 +40,19 @@ pub enum FloatRows {
 }
 
 impl FloatRows {
-    /// The widest path this CPU runs, or `None` (the GEMM takes every product then); cheap
-    /// enough for every product, as the standard library caches the CPU's features.
+    /// The widest path this CPU runs, AVX2 and FMA at most where `PROX_FLOAT_GEMM=avx2`
+    /// caps the float products ([`crate::float_gemm::FLOAT_GEMM_ENV`]), or `None` (the GEMM
+    /// takes every product then); cheap enough for every product, as the standard library
+    /// caches the CPU's features.
     pub fn detect() -> Option<FloatRows> {
+        Self::widest(crate::float_gemm::FloatGemm::avx512_allowed())
+    }
+
+    /// The widest path this CPU runs, AVX-512 only if `avx512` allows it.
+    fn widest(#[allow(unused_variables)] avx512: bool) -> Option<FloatRows> {
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(cpu) = x86::Avx512::detect() {
+            if let Some(cpu) = x86::Avx512::detect().filter(|_| avx512) {
                 return Some(FloatRows::Avx512(cpu));
             }
             if let Some(cpu) = x86::Avx2::detect() {
@@ -398,6 +405,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_avx2_cap_keeps_the_widest_path_to_avx2() {
+        let available = FloatRows::available();
+        assert_eq!(FloatRows::widest(true), available.last().copied());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            FloatRows::widest(false),
+            available
+                .iter()
+                .copied()
+                .find(|path| matches!(path, FloatRows::Avx2(_)))
+        );
     }
 
     #[test]
