@@ -168,7 +168,7 @@ fn run_dataset(
         let started = Instant::now();
         let batch_prompts: Vec<String> = batch.iter().map(|&i| prompts[i].clone()).collect();
         let completions = generator.complete(&batch_prompts, &options.params);
-        let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
+        let seconds = share_of(started.elapsed(), batch.len());
         if completions.len() != batch.len() {
             return Err(Error::Generation {
                 dataset,
@@ -352,6 +352,15 @@ struct GenerationStore {
     outputs: HashMap<i64, Stored>,
 }
 
+/// One sample's share of its batch's time, in whole microseconds. A decimal of a few digits is
+/// read back from the store to the very `f64` that was written: serde_json's default parser
+/// can miss a 17-digit one by an ulp (`1.2778757084999999`), and a repeated run then summed a
+/// `time_use_in_second` that differed from the first run's in its last digit.
+fn share_of(elapsed: std::time::Duration, samples: usize) -> f64 {
+    let micros = elapsed.as_micros() as f64 / samples.max(1) as f64;
+    micros.round() / 1e6
+}
+
 /// One finished sample: its completion and its share of its batch's time.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Stored {
@@ -444,6 +453,29 @@ impl GenerationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_samples_time_reads_back_from_the_store_as_written() {
+        // Before: 2.555751417 s over 2 samples, stored as 1.2778757084999999, read back an
+        // ulp off.
+        for nanos in [
+            2_555_751_417u64,
+            1,
+            999_999_999,
+            123_456_789_012,
+            7_000_000_001,
+        ] {
+            for samples in [1, 2, 3, 7] {
+                let seconds = share_of(std::time::Duration::from_nanos(nanos), samples);
+                let text = serde_json::to_string(&seconds).unwrap();
+                assert_eq!(
+                    serde_json::from_str::<f64>(&text).unwrap(),
+                    seconds,
+                    "{text}"
+                );
+            }
+        }
+    }
 
     fn stops() -> Vec<String> {
         GenerationParams::default().stop
