@@ -155,7 +155,8 @@ const GROUP_ROWS: usize = 4;
 /// How far ahead of the dot products (in floats: 1 KiB) the weights are prefetched. The
 /// hardware prefetcher alone left a decoding step of one sequence at 79% of the machine's
 /// copy bandwidth on the Xeon; prefetching 1 KiB ahead took it to 88% (17.6 → 20 tokens/s
-/// in f32; 4 sequences 51 → 60), 512 B and 2 KiB less far.
+/// in f32; 4 sequences 51 → 60). 512 B, 2 KiB and 4 KiB ahead decoded 4 sequences 3–9%
+/// more slowly.
 const PREFETCH_AHEAD: usize = 256;
 
 /// The lanes summed pairwise, always in the same order.
