@@ -22,7 +22,7 @@ type CResult<T> = candle_core::Result<T>;
 /// The most rows the product takes; larger products go to the GEMM, which reuses each
 /// weight from its registers. On an Intel Xeon, since weights are prefetched
 /// ([`PREFETCH_AHEAD`]), the few-row product decoded 8 sequences 26% faster than the GEMM
-/// (82 against 104 tokens/s) and 12 sequences 9% faster; 16 and 24 were 7–9% slower.
+/// (82 against 104 tokens/s) and 12 sequences 9% faster; 16 and 24 were 7–10% slower.
 pub const FEW_ROWS: usize = 12;
 
 /// Multiply-adds below which one thread does the whole product.
@@ -195,7 +195,7 @@ mod x86 {
     /// [`FloatRows::band`]'s kernel and its dot products for one vector width.
     macro_rules! band_kernel {
         ($inner:ident, $dots:ident, $features:literal, $lanes:literal,
-         $zero:ident, $load:ident, $fmadd:ident, $store:ident) => {
+         $zero:ident, $load:ident, $fmadd:ident, $add:ident, $store:ident) => {
             /// # Safety
             /// The target features must be available, `x` and `w` whole rows of `k`, and
             /// `first` plus the rows of `x` at most `m`.
@@ -273,15 +273,8 @@ mod x86 {
                 }
                 for (r, (acc, odd)) in acc.iter().zip(&odd).enumerate() {
                     let mut lanes = [0f32; LANES];
-                    let mut odd_lanes = [0f32; LANES];
-                    // SAFETY: `lanes` and `odd_lanes` hold one vector each.
-                    unsafe {
-                        $store(lanes.as_mut_ptr(), *acc);
-                        $store(odd_lanes.as_mut_ptr(), *odd);
-                    }
-                    for (lane, odd) in lanes.iter_mut().zip(odd_lanes) {
-                        *lane += odd;
-                    }
+                    // SAFETY: `lanes` holds one vector.
+                    unsafe { $store(lanes.as_mut_ptr(), $add(*acc, *odd)) };
                     let mut tail = 0f32;
                     for at in whole..k {
                         tail = weights[at].mul_add(x[r * k + at], tail);
@@ -300,6 +293,7 @@ mod x86 {
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_fmadd_ps,
+        _mm256_add_ps,
         _mm256_storeu_ps
     );
     band_kernel!(
@@ -310,6 +304,7 @@ mod x86 {
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_fmadd_ps,
+        _mm512_add_ps,
         _mm512_storeu_ps
     );
 }

@@ -161,7 +161,7 @@ fn prompt(len: usize, seed: usize) -> Vec<u32> {
 }
 
 /// One layer's projections (`[out, in]`: q, k, v, o, gate, up, down) for `tokens` tokens:
-/// the engine's product for f32 weights (`Linear::Float`: the few-row product up to 6 tokens,
+/// the engine's product for f32 weights (`Linear::Float`: the few-row product up to 12 tokens,
 /// else the float GEMM), and the Q8_0 product on each kernel, repetitions interleaved so that
 /// a busy machine slows every path alike.
 fn products(cfg: &Config, args: &Args, machine: &machine::Machine) -> AnyResult<()> {
