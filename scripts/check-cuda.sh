@@ -10,8 +10,10 @@
 #
 # Why these wheels: only the CUDA 13 wheels (`cuda-toolkit[nvcc]`) ship the `nvcc` driver with
 # cudafe++, cicc and the headers in one tree (nvidia/cu13/); `nvidia-cuda-nvcc-cu12` holds
-# ptxas alone. cudarc (candle's CUDA binding) reads the toolkit version from `nvcc --version`
-# and knows 13.4, not later, so the version is pinned.
+# ptxas alone. The version is pinned to 13.0: candle's kernels are carried as PTX, which the
+# driver compiles when the binary starts, and a driver refuses PTX from a toolkit newer than
+# itself. 13.0 runs on every CUDA 13 driver (the GPU machine's: 580, CUDA 13.0). cudarc
+# (candle's CUDA binding) reads the version from `nvcc --version` and binds that API.
 #
 # Linking: candle enables cudarc's `dynamic-linking`, so the binary is linked against libcuda,
 # libcublas, libcublasLt, libcurand, libnvrtc and libcudart. The wheels hold all of them but
@@ -33,15 +35,24 @@ esac
 
 tools="${PROX_CUDA_TOOLS:-$HOME/.cache/prox/cuda-tools}"
 venv="$tools/venv"
-toolkit_spec="cuda-toolkit[nvcc,cudart,cccl,cublas,curand]==13.4.3"
+# nvcc's own parts (cicc in nvvm, the crt headers) are separate wheels that the toolkit's
+# metadata leaves unpinned: pinned here too, or pip takes the newest and its PTX with them.
+toolkit=(
+    "cuda-toolkit[nvcc,cudart,cccl,cublas,curand]==13.0.2"
+    "nvidia-nvvm==13.0.88"
+    "nvidia-cuda-crt==13.0.88"
+    "nvidia-cuda-nvrtc==13.0.88"
+)
 stamp="$venv/.prox-installed"
 
-if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$toolkit_spec" ]]; then
-    echo "installing the CUDA toolkit wheels ($toolkit_spec) into $venv" >&2
+if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "${toolkit[*]}" ]]; then
+    echo "installing the CUDA toolkit wheels (${toolkit[*]}) into $venv" >&2
+    # Afresh: wheels of another version left in the same tree would mix two toolkits.
+    rm -rf "$venv"
     mkdir -p "$tools"
     python3 -m venv "$venv"
-    nice -n 19 "$venv/bin/pip" install -q --disable-pip-version-check "$toolkit_spec"
-    echo "$toolkit_spec" >"$stamp"
+    nice -n 19 "$venv/bin/pip" install -q --disable-pip-version-check "${toolkit[@]}"
+    echo "${toolkit[*]}" >"$stamp"
 fi
 
 root=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')
@@ -63,10 +74,14 @@ for lib in cudart cublas cublasLt curand nvrtc; do
     ln -sf "$real" "$stubs/lib$lib.so"
 done
 if [[ ! -f "$stubs/libcuda.so" ]]; then
-    registry_src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name 'cudarc-*' | sort | tail -n 1)
+    # cudarc's sources: in cargo's registry once fetched (on a fresh machine, not yet).
+    cudarc_src() {
+        find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name 'cudarc-*' 2>/dev/null | sort | tail -n 1 || true
+    }
+    registry_src=$(cudarc_src)
     if [[ -z "$registry_src" ]]; then
         cargo fetch --locked >/dev/null
-        registry_src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name 'cudarc-*' | sort | tail -n 1)
+        registry_src=$(cudarc_src)
     fi
     # Every driver entry point cudarc declares (all CUDA versions: a superset is harmless).
     grep -ohE '^pub unsafe fn cu[A-Za-z0-9_]+' "$registry_src/src/driver/sys/mod.rs" |

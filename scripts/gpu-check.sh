@@ -19,10 +19,14 @@
 #             identical ids expected (GENERATE_S=120)
 #   refine    `prox refine` (embedded backend, both stages) on the tiny model, cuda against
 #             cpu: identical output rows expected (REFINE_S=180)
-#   bench     the engine bench on the full refiner shape (random weights) on the GPU per dtype,
-#             then PyTorch on the same shapes when python3 has torch (BENCH_S=420)
+#   bench     the engine bench on the full refiner shape (random weights) on the GPU per dtype
+#             (BENCH_DTYPES="f32 bf16 f16 q8_0"), then PyTorch on the same shapes when python3
+#             has torch (BENCH_S=420)
 #   throughput `prox refine` over a synthetic corpus with a random refiner-shape model on the
-#             GPU: raw tokens of documents per second through both stages (THROUGHPUT_S=300)
+#             GPU: raw tokens of documents per second through both stages (THROUGHPUT_S=300,
+#             THROUGHPUT_MB=4 of corpus, THROUGHPUT_ARGS="--dtype bf16 --batch-size 256
+#             --engine-batch 128 --doc-max-new-tokens 16 --chunk-max-new-tokens 48" added to
+#             refine's arguments)
 #
 # Exit status: 0 when every step that ran passed; 1 when one failed; 3 when there is no NVIDIA
 # GPU (nothing else is run). Output also goes to $OUT/gpu-check.log when OUT is set.
@@ -202,7 +206,7 @@ step_refine() {
 
 step_bench() {
     local failed=0
-    for dtype in f32 bf16 f16 q8_0; do
+    for dtype in ${BENCH_DTYPES:-f32 bf16 f16 q8_0}; do
         "$bin/bench" --device "$device" --dtype "$dtype" --reps 3 --prefill-batches 1,8,32 \
             --decode-batches 1,8,32,128 --decode-steps 16 --choice-batch 8 || failed=1
     done
@@ -221,6 +225,11 @@ step_bench() {
 # Raw tokens of documents per second through both stages, with a random model of the
 # refiners' shape (its programs are noise, its cost is the real one).
 step_throughput() {
+    # bf16 and larger batches: how a GPU would be used (the defaults suit a CPU). A random
+    # model never ends its programs, so each would run to --*-max-new-tokens (2000 and 256):
+    # on the H200, 0.25 MB did not finish in 100 s. The caps hold each program to about a
+    # real refiner's length.
+    local THROUGHPUT_ARGS=${THROUGHPUT_ARGS:-"--dtype bf16 --batch-size 256 --engine-batch 128 --doc-max-new-tokens 16 --chunk-max-new-tokens 48"}
     local dir="$work/throughput"
     rm -rf "$dir" && mkdir -p "$dir"
     "$bin/bench" --save "$dir/model" || return 1
@@ -230,7 +239,7 @@ step_throughput() {
     start=$(date +%s.%N)
     "$bin/prox" refine --doc-model "$dir/model" --chunk-model "$dir/model" \
         --input "$dir/corpus.jsonl" --text-field doc_content --output "$dir/run" \
-        --device "$device" || return 1
+        --device "$device" --progress-seconds 10 $THROUGHPUT_ARGS || return 1
     python3 - "$dir/run/stats.json" "$start" "$(date +%s.%N)" <<'PY'
 import json, sys
 stats = json.load(open(sys.argv[1]))
@@ -241,6 +250,10 @@ print(f"throughput: {stats['documents']['input']} documents, {raw} raw tokens in
       f"model time {stats['seconds']['model']:.1f} s, "
       f"prompt tokens {stats['throughput']['prompt_tokens_per_second']:.0f}/s, "
       f"generated {stats['throughput']['generated_tokens_per_second']:.0f}/s")
+for name, stage in stats["stages"].items():
+    print(f"  {name} stage: {stage['documents']} documents, {stage['prompts']} prompts, "
+          f"{stage['prompt_tokens']} prompt tokens, {stage['generated_tokens']} generated, "
+          f"{stage['seconds']:.1f} s")
 PY
 }
 

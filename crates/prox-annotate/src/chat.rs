@@ -6,7 +6,7 @@
 //! retries with backoff on connection errors, timeouts, 408, 429 and 5xx), a scripted
 //! stand-in in tests.
 
-use prox_client::{ChatMessage, Client, ClientOptions};
+use prox_client::{ChatMessage, Client, ClientOptions, Completion};
 
 use crate::Error;
 
@@ -17,16 +17,6 @@ pub struct ChatRequest {
     pub max_tokens: usize,
 }
 
-/// The annotator's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatAnswer {
-    pub content: String,
-    /// `stop`, `length`, or what the server said; `unknown` when it said nothing.
-    pub finish_reason: String,
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-}
-
 /// A request that failed for good (after its retries), with its causes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -35,8 +25,8 @@ pub struct ChatError(pub String);
 /// Something that answers chat requests.
 pub trait ChatModel: Sync {
     /// Answers every request (as many at once as the transport allows); one result per
-    /// request, in request order.
-    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<ChatAnswer, ChatError>>;
+    /// request, in request order: the answer's text, why it stopped, and its token counts.
+    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<Completion, ChatError>>;
 
     /// Attempts beyond the first so far, over every request (0 when the transport does not
     /// retry).
@@ -75,7 +65,7 @@ impl ClientChat {
 }
 
 impl ChatModel for ClientChat {
-    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<ChatAnswer, ChatError>> {
+    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<Completion, ChatError>> {
         let requests: Vec<prox_client::ChatRequest> = requests
             .iter()
             .map(|request| prox_client::ChatRequest {
@@ -87,16 +77,7 @@ impl ChatModel for ClientChat {
         self.client
             .chat(&requests)
             .into_iter()
-            .map(|result| {
-                result
-                    .map(|completion| ChatAnswer {
-                        content: completion.text,
-                        finish_reason: completion.finish_reason,
-                        prompt_tokens: completion.prompt_tokens,
-                        completion_tokens: completion.completion_tokens,
-                    })
-                    .map_err(|e| ChatError(prox_io::error_chain(&e)))
-            })
+            .map(|result| result.map_err(|e| ChatError(prox_io::error_chain(&e))))
             .collect()
     }
 

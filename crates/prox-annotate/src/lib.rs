@@ -46,7 +46,7 @@ mod prompts;
 mod run;
 
 pub use crate::answer::{extract_code_block, parse_score, RejectKind, Rejection, MAX_SCORE};
-pub use crate::chat::{ChatAnswer, ChatError, ChatModel, ChatRequest, ClientChat};
+pub use crate::chat::{ChatError, ChatModel, ChatRequest, ClientChat};
 pub use crate::error::Error;
 pub use crate::label::{
     doc_label, merge_chunk_programs, ChunkLines, ChunkProgram, DocLabel, NoiseAnswer,

@@ -32,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::answer::{parse_score, RejectKind, Rejection};
-use crate::chat::{ChatAnswer, ChatError, ChatModel, ChatRequest};
+use crate::chat::{ChatError, ChatModel, ChatRequest};
 use crate::label::{doc_label, merge_chunk_programs, ChunkLines, NoiseAnswer};
 use crate::prompts::{ChunkView, Prompts};
 use crate::Error;
+use prox_client::Completion;
 
 pub const EXAMPLES_FILE: &str = "sft.jsonl";
 pub const ANSWERS_FILE: &str = "answers.jsonl";
@@ -688,7 +689,7 @@ impl Annotator<'_> {
         id: &str,
         source: Option<&prox_io::RecordLocation>,
         mut unit: Unit,
-        answers: &[Result<ChatAnswer, ChatError>],
+        answers: &[Result<Completion, ChatError>],
         out: &mut Outputs,
         stats: &mut Stats,
         tally: &mut Tally,
@@ -707,10 +708,10 @@ impl Annotator<'_> {
                     out.answers.write(&json!({
                         "id": unit_id,
                         "template": template.name,
-                        "answer": answer.content,
+                        "answer": answer.text,
                         "finish_reason": answer.finish_reason,
                     }))?;
-                    contents.push(answer.content.as_str());
+                    contents.push(answer.text.as_str());
                 }
                 Err(error) => {
                     stats.requests.failed += 1;

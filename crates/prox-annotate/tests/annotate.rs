@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use fake_server::{FakeChatServer, Reply};
 use prox_annotate::{
-    annotate, AnnotateOptions, ChatAnswer, ChatError, ChatModel, ChatRequest, ClientChat, Prompts,
-    Sample, Stats,
+    annotate, AnnotateOptions, ChatError, ChatModel, ChatRequest, ClientChat, Prompts, Sample,
+    Stats,
 };
-use prox_client::ClientOptions;
+use prox_client::{ClientOptions, Completion};
 use prox_prompt::{Prompter, Stage};
 use prox_tokenizer::Tokenizer;
 use serde_json::Value;
@@ -247,7 +247,7 @@ struct DiesAt {
 }
 
 impl ChatModel for DiesAt {
-    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<ChatAnswer, ChatError>> {
+    fn chat(&self, requests: &[ChatRequest]) -> Vec<Result<Completion, ChatError>> {
         requests
             .iter()
             .map(|request| {
@@ -257,8 +257,8 @@ impl ChatModel for DiesAt {
                 if reply.status != 200 {
                     return Err(ChatError(format!("answered {}", reply.status)));
                 }
-                Ok(ChatAnswer {
-                    content: reply.content,
+                Ok(Completion {
+                    text: reply.content,
                     finish_reason: "stop".to_owned(),
                     prompt_tokens: None,
                     completion_tokens: None,

@@ -123,9 +123,12 @@ pub fn causal_softmax(scores: &Tensor, scale: f64, queries: usize) -> Result<Ten
     if is_cpu_f32(scores) {
         return scores.contiguous()?.apply_op1(Fused(op));
     }
-    let mask = op.mask(scores.dim(D::Minus2)?, keys, scores.device())?;
-    let mask = mask.to_dtype(scores.dtype())?;
-    let scores = (scores * scale)?.broadcast_add(&mask)?;
+    let scaled = (scores * scale)?;
+    // One query (a decoding step) is the last position: it sees every key.
+    let scores = match queries {
+        1 => scaled,
+        _ => op.masked(&scaled)?,
+    };
     if scores.track_op() {
         candle_nn::ops::softmax(&scores, D::Minus1)
     } else {
@@ -432,15 +435,28 @@ impl CausalSoftmax {
         r % self.queries + self.offset + 1
     }
 
-    /// The additive mask of the composite form: `[rows, keys]`, 0 where seen, -inf elsewhere.
-    fn mask(&self, rows: usize, keys: usize, device: &candle_core::Device) -> Result<Tensor> {
-        let mask: Vec<f32> = (0..rows)
-            .flat_map(|r| {
-                let visible = self.visible(r);
-                (0..keys).map(move |j| if j < visible { 0.0 } else { f32::NEG_INFINITY })
-            })
-            .collect();
-        Tensor::from_vec(mask, (rows, keys), device)
+    /// The composite form's masking: `scaled` (`[.., rows, keys]`) where seen, -inf elsewhere.
+    /// The mask is made on `scaled`'s device from two short ranges: built on the host, a
+    /// GPU's prefill uploaded a mask of every score, per block, per layer, per sequence.
+    fn masked(&self, scaled: &Tensor) -> Result<Tensor> {
+        let (rows, keys) = scaled
+            .dims()
+            .split_last()
+            .and_then(|(&keys, rest)| rest.last().map(|&rows| (rows, keys)))
+            .ok_or_else(|| candle_core::Error::Msg("causal softmax: scores of rank < 2".into()))?;
+        let device = scaled.device();
+        let key = Tensor::arange(0u32, keys as u32, device)?.reshape((1, keys))?;
+        // Row r sees `visible(r)` keys: the row's query is r % queries.
+        let first = (self.offset + 1) as u32;
+        let visible = Tensor::arange(first, first + self.queries as u32, device)?
+            .reshape((1, self.queries))?
+            .broadcast_as((rows / self.queries, self.queries))?
+            .reshape((rows, 1))?;
+        let seen = key.broadcast_lt(&visible)?.broadcast_as(scaled.shape())?;
+        let hidden = Tensor::new(f32::NEG_INFINITY, device)?
+            .to_dtype(scaled.dtype())?
+            .broadcast_as(scaled.shape())?;
+        seen.where_cond(scaled, &hidden)
     }
 }
 
@@ -977,15 +993,14 @@ pub(crate) mod tests {
                 causal_softmax(&x[0], scale, queries).unwrap()
             });
             let op = CausalSoftmax::new(scale, queries, shape[2]).unwrap();
-            let mask = op.mask(shape[1], shape[2], &Device::Cpu).unwrap();
             let (composite, composite_grad) = gradients(&[&scores], &weights, |x| {
-                let masked = (&x[0] * scale).unwrap().broadcast_add(&mask).unwrap();
+                let masked = op.masked(&(&x[0] * scale).unwrap()).unwrap();
                 candle_nn::ops::softmax(&masked, D::Minus1).unwrap()
             });
             assert_close(&fused, &composite, "probabilities");
             // Forward, the bits of candle's fused softmax over the masked scores, which
             // prefill used before.
-            let masked = (&scores * scale).unwrap().broadcast_add(&mask).unwrap();
+            let masked = op.masked(&(&scores * scale).unwrap()).unwrap();
             let last_dim = candle_nn::ops::softmax_last_dim(&masked).unwrap();
             assert_eq!(bits(&fused), bits(&last_dim), "probabilities");
             assert_close(&fused_grad[0], &composite_grad[0], "score gradient");

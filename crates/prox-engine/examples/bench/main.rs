@@ -1,7 +1,7 @@
 //! Throughput of the engine on the full ProX refiner shape (random weights): prefill and
 //! decode tokens/s, the constrained document-stage choice against free decoding, peak memory.
 //!
-//!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|q8_0|q8_0-candle \
+//!     cargo run --release -p prox-engine --example bench -- --dtype f32|bf16|f16|q8_0|q8_0-candle \
 //!         [--reps 3] [--prompt 512] [--prefill-batches 1,8] [--decode-batches 1,8,32] \
 //!         [--decode-steps 8] [--choice-batch 8] [--choice-reps 1] [--load DIR] \
 //!         [--device cpu|cuda|cuda:N]
@@ -240,6 +240,7 @@ fn main() -> AnyResult<()> {
     let (dtype, quantize, kernel) = match args.dtype.as_str() {
         "f32" => (DType::F32, None, Q8Kernel::Engine),
         "bf16" => (DType::BF16, None, Q8Kernel::Engine),
+        "f16" => (DType::F16, None, Q8Kernel::Engine),
         "q8_0" => (DType::F32, Some(GgmlDType::Q8_0), Q8Kernel::Engine),
         "q8_0-candle" => (DType::F32, Some(GgmlDType::Q8_0), Q8Kernel::Candle),
         "q4_k" => (DType::F32, Some(GgmlDType::Q4K), Q8Kernel::Engine),

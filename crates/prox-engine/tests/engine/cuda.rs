@@ -118,9 +118,18 @@ fn half_precision_on_the_gpu_stays_close_to_f32_on_the_cpu() {
     }
 }
 
+/// The largest difference in each row of two `[rows, width]` matrices.
+fn row_diffs(a: &[f32], b: &[f32], width: usize) -> Vec<f32> {
+    a.chunks(width)
+        .zip(b.chunks(width))
+        .map(|(a, b)| common::max_abs_diff(a, b))
+        .collect()
+}
+
 #[test]
-fn q8_0_projections_on_the_gpu_use_candles_kernels_and_match_the_cpu() {
+fn q8_0_projections_on_the_gpu_use_candles_kernels_and_stay_near_f32() {
     let cfg = config();
+    let reference = Llama::random(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
     let mut cpu = Llama::random(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
     let mut gpu = Llama::random(&cfg, DType::F32, &gpu(), 7).unwrap();
     cpu.quantize(GgmlDType::Q8_0).unwrap();
@@ -131,11 +140,70 @@ fn q8_0_projections_on_the_gpu_use_candles_kernels_and_match_the_cpu() {
         gpu.layers[0].self_attn.q_proj,
         Linear::Quantized(_)
     ));
-    let (a, b) = (prefill_then_decode(&cpu), prefill_then_decode(&gpu));
-    let diff = max_abs_diff(&a, &b);
-    // Both round activations to 8 bits, at different points (or not at all, where candle
-    // dequantizes the weights for a large batch): about 1% of the logit range.
-    assert!(diff < 0.03 * max_abs(&a), "{diff}");
+    let [f, a, b] = [&reference, &cpu, &gpu].map(|m| values(&prefill_then_decode(m)));
+    let range = f.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let (cpu_rows, gpu_rows) = (
+        row_diffs(&f, &a, cfg.vocab_size),
+        row_diffs(&f, &b, cfg.vocab_size),
+    );
+    let worst = |rows: &[f32]| rows.iter().fold(0f32, |m, &x| m.max(x));
+    // Rows 0..43: the prefill (43 tokens: candle dequantizes the weights); 43..: decoding
+    // (2 tokens a step: candle's vector kernel, activations rounded to Q8_1).
+    let (prefill, decode) = (43, cpu_rows.len());
+    eprintln!(
+        "q8_0 against f32, logit range {range}: engine (CPU) prefill {} decode {}; candle (GPU) prefill {} decode {}",
+        worst(&cpu_rows[..prefill]),
+        worst(&cpu_rows[prefill..decode]),
+        worst(&gpu_rows[..prefill]),
+        worst(&gpu_rows[prefill..decode]),
+    );
+    // Both round weights (and the engine activations) to 8 bits: about 1% of the logit range.
+    assert!(worst(&cpu_rows) < 0.02 * range, "{cpu_rows:?}");
+    assert!(worst(&gpu_rows) < 0.02 * range, "{gpu_rows:?}");
+    // Rounded weights cannot give f32's logits to the bit. On the H200 (2026-12-04) they did,
+    // although candle's product alone rounds (the test below), and an earlier run of the
+    // same model found the GPU's logits 4.4% of the range from the CPU's Q8_0 ones: unexplained.
+    assert!(
+        worst(&gpu_rows) > 0.0,
+        "the GPU's Q8_0 model computed f32's very logits"
+    );
+}
+
+/// candle's Q8_0 product on the GPU against the exact product of the same f32 matrices, on a
+/// few tokens (its vector kernel) and on many (dequantized weights), at the test model's small
+/// widths and at a real model's.
+#[test]
+fn candles_q8_0_products_on_the_gpu_are_within_8_bit_rounding() {
+    use candle_core::quantized::{QMatMul, QTensor};
+    use candle_core::Module;
+    let mut failed = Vec::new();
+    for (tokens, k, n) in [
+        (2, 64, 96),
+        (43, 64, 96),
+        (2, 96, 64),
+        (2, 256, 512),
+        (43, 256, 512),
+        (2, 1024, 2816),
+        (64, 1024, 2816),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (tokens, k), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
+        let exact = values(&x.matmul(&w.t().unwrap()).unwrap());
+        let q = QTensor::quantize(&w.to_device(&gpu()).unwrap(), GgmlDType::Q8_0).unwrap();
+        let y = QMatMul::from_qtensor(q)
+            .unwrap()
+            .forward(&x.to_device(&gpu()).unwrap())
+            .unwrap();
+        let got = values(&y);
+        let range = exact.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let error = common::max_abs_diff(&exact, &got) / range;
+        eprintln!("{tokens} x {k} -> {n}: error {error:.5} of the range {range}");
+        // Weights and activations rounded to 8 bits: 0.70-0.81% measured on the H200.
+        if error > 0.02 {
+            failed.push(format!("{tokens}x{k}->{n}: {error}"));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
 }
 
 #[test]
